@@ -1,0 +1,153 @@
+//! Command-line definitions (clap derive), shared by the binary and the man-page and
+//! completion generators.
+
+pub mod rewrite;
+pub mod show;
+
+use clap::{Args, Parser, Subcommand};
+use std::ffi::OsString;
+use std::path::PathBuf;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "virt-systemd",
+    version,
+    about = "Wire libvirt domains into systemd's VM interface",
+    long_about = "Wire libvirt domains into systemd's VM interface: credentials over SMBIOS \
+                  OEM strings, a vsock device, kernel command line extensions and the \
+                  readiness socket, written losslessly into the domain XML."
+)]
+pub struct Cli {
+    /// libvirt connection URI (like virsh -c)
+    #[arg(short = 'c', long = "connect", global = true, value_name = "URI")]
+    pub connect: Option<String>,
+    /// Host configuration file [default: /etc/virt-systemd/config.toml when present]
+    #[arg(long, global = true, value_name = "PATH")]
+    pub config: Option<PathBuf>,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Rewrite a domain XML file or stdin (no libvirt needed)
+    Rewrite(Box<RewriteArgs>),
+    /// Show what virt-systemd manages in a domain XML, and any drift
+    Show(ShowArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct RewriteArgs {
+    /// Domain XML file, or - for stdin
+    #[arg(value_name = "FILE", default_value = "-")]
+    pub file: PathBuf,
+    /// Write the result to OUT instead of stdout
+    #[arg(
+        short = 'o',
+        long = "output",
+        value_name = "OUT",
+        conflicts_with = "in_place"
+    )]
+    pub output: Option<PathBuf>,
+    /// Replace FILE atomically, keeping its mode and owner
+    #[arg(short = 'i', long)]
+    pub in_place: bool,
+    /// Remove everything virt-systemd manages
+    #[arg(long)]
+    pub strip: bool,
+    #[command(flatten)]
+    pub flags: RewriteFlags,
+}
+
+/// What to put into a domain; shared by `rewrite` and `enable`.
+#[derive(Debug, Args, Default, Clone)]
+pub struct RewriteFlags {
+    /// Text credential io.systemd.credential:NAME=VALUE (repeatable)
+    #[arg(long = "credential", value_name = "NAME=VALUE")]
+    pub credential: Vec<OsString>,
+    /// Binary credential from a file, base64 in io.systemd.credential.binary: (repeatable)
+    #[arg(long = "credential-file", value_name = "NAME=PATH")]
+    pub credential_file: Vec<OsString>,
+    /// Credential passed through fw_cfg from a host file; the value stays out of the XML
+    /// and QEMU's argv (repeatable)
+    #[arg(long = "secret-credential", value_name = "NAME=PATH")]
+    pub secret_credential: Vec<OsString>,
+    /// Stop managing credential NAME and remove it (repeatable)
+    #[arg(long = "remove-credential", value_name = "NAME")]
+    pub remove_credential: Vec<String>,
+    /// Guest hostname (credential system.hostname)
+    #[arg(long, value_name = "NAME")]
+    pub hostname: Option<String>,
+    /// SSH public key, or a file of them, for root (credential ssh.authorized_keys.root;
+    /// repeatable)
+    #[arg(long = "ssh-key", value_name = "KEY|PATH")]
+    pub ssh_key: Vec<OsString>,
+    /// Give the guest the domain UUID as machine ID (credential system.machine_id)
+    #[arg(long, overrides_with = "no_machine_id")]
+    pub machine_id: bool,
+    /// Stop passing the machine ID
+    #[arg(long, overrides_with = "machine_id")]
+    pub no_machine_id: bool,
+    /// Extra kernel command line arguments (repeatable)
+    #[arg(long = "kernel-cmdline", value_name = "ARGS")]
+    pub kernel_cmdline: Vec<String>,
+    /// Add a virtio vsock device with an automatic CID [default]
+    #[arg(long, overrides_with = "no_vsock")]
+    pub vsock: bool,
+    /// Do not add a vsock device (and remove one virt-systemd added)
+    #[arg(long, overrides_with = "vsock")]
+    pub no_vsock: bool,
+    /// Tell the guest's systemd where to report readiness (vmm.notify_socket) [default]
+    #[arg(long, overrides_with = "no_notify")]
+    pub notify: bool,
+    /// Do not set the readiness socket
+    #[arg(long, overrides_with = "notify")]
+    pub no_notify: bool,
+    /// vsock port of the host's readiness listener [default: 8742]
+    #[arg(long, value_name = "PORT")]
+    pub notify_port: Option<u32>,
+    /// Replace hand-written entries for what we are asked to manage, and switch
+    /// <smbios mode='host'|'emulate'/> to 'sysinfo'
+    #[arg(long)]
+    pub force: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ShowArgs {
+    /// Domain XML file, or - for stdin
+    #[arg(value_name = "FILE", default_value = "-")]
+    pub file: PathBuf,
+    /// Machine-readable output
+    #[arg(long)]
+    pub json: bool,
+}
+
+fn tri(on: bool, off: bool) -> Option<bool> {
+    match (on, off) {
+        (true, _) => Some(true),
+        (_, true) => Some(false),
+        _ => None,
+    }
+}
+
+/// Read a whole input (`-` = stdin).
+pub fn read_input(path: &std::path::Path) -> crate::error::Result<(String, Vec<u8>)> {
+    use std::io::Read;
+    if path.as_os_str() == "-" {
+        let mut v = Vec::new();
+        std::io::stdin()
+            .read_to_end(&mut v)
+            .map_err(|e| crate::Error::Read {
+                path: "<stdin>".into(),
+                source: e,
+            })?;
+        Ok(("<stdin>".into(), v))
+    } else {
+        let name = path.display().to_string();
+        let v = std::fs::read(path).map_err(|e| crate::Error::Read {
+            path: name.clone(),
+            source: e,
+        })?;
+        Ok((name, v))
+    }
+}

@@ -1,0 +1,155 @@
+//! Host configuration, `/etc/virt-systemd/config.toml` (see virt-systemd.toml(5)).
+
+use crate::error::{Error, Result};
+use serde::Deserialize;
+use std::path::{Path, PathBuf};
+
+pub const DEFAULT_PATH: &str = "/etc/virt-systemd/config.toml";
+
+#[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    pub rewrite: RewriteDefaults,
+    pub machined: Machined,
+    pub hook: Hook,
+}
+
+/// Defaults for what `rewrite`/`enable` give a domain that has no recorded intent yet.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(default, deny_unknown_fields)]
+pub struct RewriteDefaults {
+    pub vsock: bool,
+    pub notify: bool,
+    pub notify_port: u32,
+    pub machine_id: bool,
+    pub ssh_keys: Vec<String>,
+    pub kernel_cmdline: Vec<String>,
+}
+
+impl Default for RewriteDefaults {
+    fn default() -> Self {
+        RewriteDefaults {
+            vsock: true,
+            notify: true,
+            notify_port: crate::DEFAULT_NOTIFY_PORT,
+            machine_id: false,
+            ssh_keys: vec![],
+            kernel_cmdline: vec![],
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Register {
+    #[default]
+    Auto,
+    Never,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum LibvirtMachine {
+    #[default]
+    Replace,
+    Keep,
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(default, deny_unknown_fields)]
+pub struct Machined {
+    pub register: Register,
+    pub libvirt_machine: LibvirtMachine,
+    pub timeout_ms: u64,
+    pub strict: bool,
+}
+
+impl Default for Machined {
+    fn default() -> Self {
+        Machined {
+            register: Register::Auto,
+            libvirt_machine: LibvirtMachine::Replace,
+            timeout_ms: 2000,
+            strict: false,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(default, deny_unknown_fields)]
+pub struct Hook {
+    /// Where libvirt writes `NAME.pid` for running QEMU domains.
+    pub pid_dir: PathBuf,
+    pub state_dir: PathBuf,
+}
+
+impl Default for Hook {
+    fn default() -> Self {
+        Hook {
+            pid_dir: "/run/libvirt/qemu".into(),
+            state_dir: "/run/virt-systemd".into(),
+        }
+    }
+}
+
+impl Config {
+    pub fn parse(text: &str, path: &str) -> Result<Config> {
+        let cfg: Config = toml::from_str(text).map_err(|e| Error::Config {
+            path: path.to_string(),
+            msg: e.message().to_string()
+                + &e.span()
+                    .map(|s| {
+                        let (l, c) = crate::xmltext::line_col(text.as_bytes(), s.start);
+                        format!(" (line {l}, column {c})")
+                    })
+                    .unwrap_or_default(),
+        })?;
+        cfg.validate(path)?;
+        Ok(cfg)
+    }
+
+    fn validate(&self, path: &str) -> Result<()> {
+        let p = self.rewrite.notify_port;
+        if p == 0 || p == u32::MAX {
+            return Err(Error::Config {
+                path: path.into(),
+                msg: format!("rewrite.notify_port {p} is not a usable vsock port"),
+            });
+        }
+        Ok(())
+    }
+
+    /// Load `path`; with `explicit == false` a missing file means built-in defaults.
+    pub fn load(path: &Path, explicit: bool) -> Result<Config> {
+        match std::fs::read_to_string(path) {
+            Ok(t) => Config::parse(&t, &path.display().to_string()),
+            Err(e) if !explicit && e.kind() == std::io::ErrorKind::NotFound => {
+                Ok(Config::default())
+            }
+            Err(e) => Err(Error::Config {
+                path: path.display().to_string(),
+                msg: e.to_string(),
+            }),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_and_rejects() {
+        let c = Config::parse(
+            "[rewrite]\nnotify_port = 9000\n[machined]\nlibvirt_machine = \"keep\"\n",
+            "t",
+        )
+        .unwrap();
+        assert_eq!(c.rewrite.notify_port, 9000);
+        assert!(c.rewrite.vsock);
+        assert_eq!(c.machined.libvirt_machine, LibvirtMachine::Keep);
+        let e = Config::parse("[rewrite]\nvsok = true\n", "t").unwrap_err();
+        assert!(e.to_string().contains("vsok"), "{e}");
+        assert!(Config::parse("[rewrite]\nnotify_port = 0\n", "t").is_err());
+    }
+}

@@ -1,0 +1,196 @@
+//! Reading a libvirt domain XML: strict parsing with positions, and the facts other
+//! modules need (name, UUID, boot mode, vsock, interfaces, OEM strings).
+
+use crate::error::{Error, Result};
+use crate::xmltext::line_col;
+use roxmltree::{Document, Node, ParsingOptions};
+
+/// A parsed domain document. Node ranges index into `text`, so edits can be spliced
+/// into the original bytes.
+pub struct DomainXml<'a> {
+    pub text: &'a str,
+    pub doc: Document<'a>,
+}
+
+/// Decode input bytes as UTF-8, reporting the first bad byte's position.
+pub fn decode(bytes: &[u8]) -> Result<&str> {
+    std::str::from_utf8(bytes).map_err(|e| {
+        let (line, column) = line_col(bytes, e.valid_up_to());
+        Error::Parse {
+            input: String::new(),
+            line,
+            column,
+            msg: "input is not valid UTF-8".into(),
+        }
+    })
+}
+
+impl<'a> DomainXml<'a> {
+    pub fn parse(text: &'a str) -> Result<Self> {
+        // Never expand or fetch entities: a DOCTYPE has no place in a domain XML.
+        let opts = ParsingOptions {
+            allow_dtd: false,
+            nodes_limit: 4_000_000,
+            ..ParsingOptions::default()
+        };
+        let doc = Document::parse_with_options(text, opts).map_err(|e| parse_error(text, &e))?;
+        let root = doc.root_element();
+        if root.tag_name().name() != "domain" || root.tag_name().namespace().is_some() {
+            let (line, column) = line_col(text.as_bytes(), root.range().start);
+            return Err(Error::NotDomain(format!(
+                "line {line}, column {column}: root element is <{}>, not a libvirt <domain>",
+                root.tag_name().name()
+            )));
+        }
+        Ok(DomainXml { text, doc })
+    }
+
+    pub fn root(&self) -> Node<'_, 'a> {
+        self.doc.root_element()
+    }
+
+    /// First child element of the root with this (namespace-less) name.
+    pub fn top(&self, name: &str) -> Option<Node<'_, 'a>> {
+        child(self.root(), name)
+    }
+
+    pub fn facts(&self) -> Facts {
+        let root = self.root();
+        let text_of = |n: Option<Node>| n.and_then(|n| n.text()).map(|t| t.trim().to_string());
+        let os = self.top("os");
+        let devices = self.top("devices");
+        let vsock = devices.and_then(|d| child(d, "vsock")).map(|v| {
+            let cid = child(v, "cid");
+            VsockFacts {
+                auto: cid.and_then(|c| c.attribute("auto")) == Some("yes"),
+                cid: cid
+                    .and_then(|c| c.attribute("address"))
+                    .and_then(|a| a.parse().ok()),
+            }
+        });
+        let interfaces = devices
+            .map(|d| {
+                children(d, "interface")
+                    .filter_map(|i| child(i, "target").and_then(|t| t.attribute("dev")))
+                    .map(str::to_string)
+                    .collect()
+            })
+            .unwrap_or_default();
+        Facts {
+            name: text_of(child(root, "name")).unwrap_or_default(),
+            uuid: text_of(child(root, "uuid")),
+            id: root.attribute("id").and_then(|s| s.parse().ok()),
+            direct_kernel: os.and_then(|o| child(o, "kernel")).is_some(),
+            vsock,
+            interfaces,
+        }
+    }
+}
+
+fn parse_error(text: &str, e: &roxmltree::Error) -> Error {
+    use roxmltree::Error as E;
+    let end = line_col(text.as_bytes(), text.len());
+    let (pos, msg) = match e {
+        E::DtdDetected => {
+            let at = text.find("<!DOCTYPE").unwrap_or(0);
+            (
+                line_col(text.as_bytes(), at),
+                "a DOCTYPE is not accepted in a domain XML (entities are never expanded or fetched)"
+                    .to_string(),
+            )
+        }
+        E::NoRootNode => (end, "no root element".to_string()),
+        E::UnclosedRootNode | E::UnexpectedEndOfStream => (
+            end,
+            "document is truncated (unexpected end of input)".to_string(),
+        ),
+        E::UnknownToken(p) => (
+            (p.row, p.col),
+            format!("{e}; a document has exactly one root element"),
+        ),
+        other => {
+            let p = other.pos();
+            ((p.row, p.col), strip_pos(&other.to_string()))
+        }
+    };
+    Error::Parse {
+        input: String::new(),
+        line: pos.0,
+        column: pos.1,
+        msg,
+    }
+}
+
+/// roxmltree appends " at R:C" to its messages; we print positions our own way.
+fn strip_pos(msg: &str) -> String {
+    match msg.rfind(" at ") {
+        Some(i) if msg[i + 4..].chars().all(|c| c.is_ascii_digit() || c == ':') => {
+            msg[..i].to_string()
+        }
+        _ => msg.to_string(),
+    }
+}
+
+/// First child element named `name` without a namespace.
+pub fn child<'a, 'i>(n: Node<'a, 'i>, name: &str) -> Option<Node<'a, 'i>> {
+    n.children().find(|c| is_named(c, name))
+}
+
+fn is_named(c: &Node, name: &str) -> bool {
+    c.is_element() && c.tag_name().name() == name && c.tag_name().namespace().is_none()
+}
+
+pub fn children<'a, 'i: 'a>(
+    n: Node<'a, 'i>,
+    name: &'a str,
+) -> impl Iterator<Item = Node<'a, 'i>> + 'a {
+    n.children().filter(move |c| is_named(c, name))
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct VsockFacts {
+    pub auto: bool,
+    pub cid: Option<u32>,
+}
+
+/// What other modules need to know about a domain, read without libvirt.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Facts {
+    pub name: String,
+    pub uuid: Option<String>,
+    /// `id` attribute of a running domain's live XML.
+    pub id: Option<i64>,
+    /// `<os><kernel>` present: the kernel command line is in `<os><cmdline>`.
+    pub direct_kernel: bool,
+    pub vsock: Option<VsockFacts>,
+    /// `<interface><target dev=…>` names, in document order.
+    pub interfaces: Vec<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn facts_from_live_xml() {
+        let xml = r#"<domain type='kvm' id='7'><name>web</name>
+          <uuid>6c1e1a2b-7d1f-4c57-9c4e-1a2b3c4d5e6f</uuid>
+          <os><type>hvm</type><kernel>/k</kernel></os>
+          <devices><interface type='network'><target dev='vnet3'/></interface>
+          <interface type='user'/><vsock model='virtio'><cid auto='yes' address='42'/></vsock>
+          </devices></domain>"#;
+        let d = DomainXml::parse(xml).unwrap();
+        let f = d.facts();
+        assert_eq!(f.name, "web");
+        assert_eq!(f.id, Some(7));
+        assert!(f.direct_kernel);
+        assert_eq!(f.interfaces, vec!["vnet3"]);
+        assert_eq!(
+            f.vsock,
+            Some(VsockFacts {
+                auto: true,
+                cid: Some(42)
+            })
+        );
+    }
+}
