@@ -77,12 +77,9 @@ impl Style {
     /// Fill a template: `{q}` and lines re-indented from `indent` (two template spaces
     /// = one unit).
     pub fn template(&self, tpl: &str, indent: &str, vars: &[(&str, &str)]) -> String {
-        let mut s = tpl
+        let s = tpl
             .trim_end_matches('\n')
             .replace("{q}", &self.q.to_string());
-        for (k, v) in vars {
-            s = s.replace(&format!("{{{k}}}"), v);
-        }
         let mut out = String::with_capacity(s.len() + 16);
         for (i, line) in s.split('\n').enumerate() {
             if i > 0 {
@@ -97,6 +94,10 @@ impl Style {
             } else {
                 out.push_str(line);
             }
+        }
+        // Values last: their own line breaks are content, not layout.
+        for (k, v) in vars {
+            out = out.replace(&format!("{{{k}}}"), v);
         }
         out
     }

@@ -155,6 +155,10 @@ fn render(
         uuid = Some(u);
     }
 
+    // Our metadata goes right after the identity elements, before anything else we insert
+    // at the same spot (one-line documents put <name> and <os> side by side).
+    let meta_slot = edits.len();
+
     // OEM strings we want, with the credential name each one carries (for conflicts).
     let mut oem: Vec<(Option<String>, String)> = Vec::new();
     let mut fwcfg: Vec<&Credential> = Vec::new();
@@ -488,7 +492,7 @@ fn render(
             }
             let el = rec.to_xml(q, st.nl, &ind, &st.unit);
             let (e, _) = append_children(text, &st, md, &ind, &[el]);
-            edits.extend(e);
+            edits.splice(meta_slot..meta_slot, e);
         }
         None => {
             rec.created.push("metadata".into());
@@ -511,7 +515,7 @@ fn render(
                         )
                 })
                 .unwrap_or(name_el);
-            edits.push(insert_after(text, &st, anchor, &el));
+            edits.insert(meta_slot, insert_after(text, &st, anchor, &el));
         }
     }
     Ok((edits, notes))
