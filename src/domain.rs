@@ -106,7 +106,15 @@ fn parse_error(text: &str, e: &roxmltree::Error) -> Error {
         ),
         E::UnknownToken(p) => (
             (p.row, p.col),
-            format!("{e}; a document has exactly one root element"),
+            if text
+                .trim_start_matches('\u{feff}')
+                .trim_start()
+                .starts_with('<')
+            {
+                "unexpected content; a document has exactly one root element".to_string()
+            } else {
+                "text where markup was expected".to_string()
+            },
         ),
         other => {
             let p = other.pos();

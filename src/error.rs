@@ -29,7 +29,7 @@ pub enum Error {
         source: std::io::Error,
     },
     /// `input` names the file ("" until the caller knows it).
-    #[error("{}{line}:{column}: {msg}", if input.is_empty() { String::new() } else { format!("{input}:") })]
+    #[error("{}{line}:{column}: not well-formed XML: {msg}", if input.is_empty() { String::new() } else { format!("{input}:") })]
     Parse {
         input: String,
         line: u32,
