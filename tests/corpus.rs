@@ -57,23 +57,6 @@ fn indent_chars(text: &str) -> (bool, bool) {
     (tabs, spaces)
 }
 
-/// What strip(rewrite(input)) must give back: the input, except that a hand-written entry
-/// replaced under --force is gone for good.
-fn expected_strip(f: &CorpusFile) -> String {
-    let text = f.text();
-    match f.expect() {
-        Expect::CredentialConflict => {
-            let start = text
-                .find(common::HANDWRITTEN_CONFLICT)
-                .expect("conflict file carries the hand-written entry");
-            let line_start = text[..start].rfind('\n').expect("not on the first line");
-            let line_end = start + text[start..].find('\n').expect("not on the last line");
-            format!("{}{}", &text[..line_start], &text[line_end..])
-        }
-        _ => text.to_string(),
-    }
-}
-
 /// Every property of one file; returns the problems found.
 fn check_file(f: &CorpusFile) -> Vec<String> {
     let mut p = Vec::new();
@@ -141,10 +124,10 @@ fn check_file(f: &CorpusFile) -> Vec<String> {
 
     // strip ∘ rewrite = identity.
     match render::strip(text, Mode::Full) {
-        Ok(s) if s.text == expected_strip(f) => {}
+        Ok(s) if s.text == common::expected_strip(f) => {}
         Ok(s) => p.push(format!(
             "strip does not give the input back:\n--- want\n{}\n--- got\n{}",
-            expected_strip(f),
+            common::expected_strip(f),
             s.text
         )),
         Err(e) => p.push(format!("strip failed: {e}")),
@@ -159,7 +142,7 @@ fn check_file(f: &CorpusFile) -> Vec<String> {
             .replace("mode=\"host\"", "mode=\"sysinfo\"")
             .replace("mode='emulate'", "mode='sysinfo'")
             .replace("mode=\"emulate\"", "mode=\"sysinfo\""),
-        Expect::CredentialConflict => expected_strip(f),
+        Expect::CredentialConflict => common::expected_strip(f),
     };
     if !subsequence(kept.as_bytes(), text.as_bytes()) {
         p.push("input bytes are not all kept in order".into());

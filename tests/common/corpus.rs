@@ -157,6 +157,23 @@ impl CorpusFile {
     }
 }
 
+/// What strip(rewrite(input)) must give back: the input, except that a hand-written entry
+/// replaced under --force is gone for good (its line is removed).
+pub fn expected_strip(f: &CorpusFile) -> String {
+    let text = f.text();
+    match f.expect() {
+        Expect::CredentialConflict => {
+            let start = text
+                .find(HANDWRITTEN_CONFLICT)
+                .expect("conflict file carries the hand-written entry");
+            let line_start = text[..start].rfind('\n').expect("not on the first line");
+            let line_end = start + text[start..].find('\n').expect("not on the last line");
+            format!("{}{}", &text[..line_start], &text[line_end..])
+        }
+        _ => text.to_string(),
+    }
+}
+
 pub fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests")
 }
