@@ -9,10 +9,14 @@ pub mod credential;
 pub mod domain;
 pub mod error;
 pub mod fsutil;
+pub mod hook;
 pub mod intent;
+pub mod logging;
+pub mod machined;
 pub mod metadata;
 pub mod render;
 pub mod report;
+pub mod state;
 pub mod xmltext;
 
 pub use error::{Error, ExitCode};

@@ -1,0 +1,301 @@
+//! `virt-systemd-hook`: what libvirt runs on each QEMU domain lifecycle event
+//! (`NAME OP SUBOP EXTRA`, domain XML on stdin).
+//!
+//! Rules (DESIGN §4): never call back into libvirt; bound every wait; fail open — log and
+//! exit 0 — except `prepare` in strict mode; `reconnect` always exits 0 (non-zero makes
+//! libvirt kill the VM).
+
+pub mod register;
+
+use crate::config::{Config, Register};
+use crate::domain::{self, DomainXml, Facts};
+use crate::logging::*;
+use crate::machined::{self, Machined};
+use crate::state::{DomainState, Store};
+use std::io::Write;
+use std::path::PathBuf;
+use std::sync::mpsc;
+use std::time::Duration;
+use tracing::{error, info, warn};
+
+/// Where the hook looks for things; fixed in production, redirected in tests.
+#[derive(Debug, Clone)]
+pub struct Paths {
+    pub proc: PathBuf,
+    pub sys_class_net: PathBuf,
+}
+
+impl Default for Paths {
+    fn default() -> Self {
+        Paths {
+            proc: "/proc".into(),
+            sys_class_net: "/sys/class/net".into(),
+        }
+    }
+}
+
+/// Run one hook invocation; returns the exit code.
+pub fn run(argv: &[String], stdin: &[u8], cfg: &Config, paths: &Paths) -> i32 {
+    let (Some(name), Some(op)) = (argv.first(), argv.get(1)) else {
+        eprintln!("usage: virt-systemd-hook NAME OP SUBOP EXTRA < domain.xml (run by libvirt)");
+        return 2;
+    };
+    let sub = argv.get(2).map_or("-", String::as_str);
+    let extra = argv.get(3).map_or("-", String::as_str);
+    match op.as_str() {
+        // Filters: libvirt takes our stdout as the XML to use. Pass it through unchanged.
+        "migrate" | "restore" => {
+            let mut out = std::io::stdout().lock();
+            if let Err(e) = out.write_all(stdin).and_then(|_| out.flush()) {
+                error!(domain = %name, op = %op, "cannot pass the XML through: {e}");
+                return 1;
+            }
+            return 0;
+        }
+        "prepare" | "start" | "started" | "stopped" | "release" | "reconnect" => {}
+        _ => return 0,
+    }
+    let xml = match domain::decode(stdin).and_then(DomainXml::parse) {
+        Ok(d) => d,
+        Err(e) => {
+            error!(domain = %name, op = %op, message_id = MSG_FAILED, "cannot read the domain XML on stdin: {e}; VM left alone");
+            return if op == "prepare" && cfg.machined.strict {
+                1
+            } else {
+                0
+            };
+        }
+    };
+    let facts = xml.facts();
+    let uuid = facts
+        .uuid
+        .as_deref()
+        .and_then(|u| uuid::Uuid::parse_str(u).ok());
+    let Some(uuid) = uuid else {
+        warn!(domain = %name, op = %op, message_id = MSG_SKIPPED, "domain XML has no valid <uuid>; nothing to do");
+        return 0;
+    };
+    let store = Store::new(&cfg.hook.state_dir);
+    match (op.as_str(), sub) {
+        ("prepare", _) => prepare(&xml, &facts, cfg),
+        ("start", _) => {
+            let mut st = store
+                .load(&uuid.hyphenated().to_string())
+                .ok()
+                .flatten()
+                .unwrap_or_default();
+            st.domain = facts.name.clone();
+            st.uuid = uuid.hyphenated().to_string();
+            st.vsock_cid = facts.vsock.as_ref().and_then(|v| v.cid);
+            if let Err(e) = store.save(&st) {
+                warn!(domain = %facts.name, op = "start", "cannot record state: {e}");
+            }
+            0
+        }
+        ("started", _) | ("reconnect", _) => {
+            if cfg.machined.register == Register::Never {
+                return 0;
+            }
+            let op = op.clone();
+            let (cfg2, paths2) = (cfg.clone(), paths.clone());
+            let done = bounded(timeout(cfg), move || {
+                started(&op, &facts, uuid, &cfg2, &paths2, &store)
+            });
+            if done.is_none() {
+                warn!(domain = %name, op = %argv[1], message_id = MSG_TIMEOUT,
+                      "machined did not answer within {} ms; VM left alone", cfg.machined.timeout_ms);
+            }
+            0
+        }
+        ("stopped", _) | ("release", _) => {
+            let release = op == "release";
+            let name = name.clone();
+            let op = op.clone();
+            let extra = extra.to_string();
+            let done = bounded(timeout(cfg), move || {
+                stopped(&name, &op, &extra, uuid, &store, release)
+            });
+            if done.is_none() {
+                warn!(domain = %argv[0], op = %argv[1], message_id = MSG_TIMEOUT,
+                      "machined did not answer within {} ms", cfg.machined.timeout_ms);
+            }
+            0
+        }
+        _ => 0,
+    }
+}
+
+fn timeout(cfg: &Config) -> Duration {
+    Duration::from_millis(cfg.machined.timeout_ms.max(1))
+}
+
+/// Run `f` on a thread; give up waiting after `d` (the process exits soon after, which
+/// ends the thread).
+fn bounded<T: Send + 'static>(d: Duration, f: impl FnOnce() -> T + Send + 'static) -> Option<T> {
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(f());
+    });
+    rx.recv_timeout(d).ok()
+}
+
+fn prepare(xml: &DomainXml, facts: &Facts, cfg: &Config) -> i32 {
+    let record = match crate::metadata::read(xml) {
+        Ok(Some(r)) => r,
+        Ok(None) => return 0,
+        Err(e) => {
+            warn!(domain = %facts.name, op = "prepare", message_id = MSG_DRIFT, "{e}");
+            return 0;
+        }
+    };
+    let drift = crate::report::drift(xml, &record);
+    if drift.is_empty() {
+        return 0;
+    }
+    let msg = drift.join("; ");
+    if cfg.machined.strict {
+        // libvirt shows the hook's stderr in the start error.
+        eprintln!(
+            "virt-systemd: refusing to start {}: its XML differs from what virt-systemd recorded: {msg} \
+             (run 'virt-systemd enable {}' or set strict = false)",
+            facts.name, facts.name
+        );
+        error!(domain = %facts.name, op = "prepare", message_id = MSG_DRIFT, "refused to start: {msg}");
+        1
+    } else {
+        warn!(domain = %facts.name, op = "prepare", message_id = MSG_DRIFT, "drift: {msg}");
+        0
+    }
+}
+
+fn started(op: &str, facts: &Facts, uuid: uuid::Uuid, cfg: &Config, paths: &Paths, store: &Store) {
+    let u = uuid.hyphenated().to_string();
+    let mut st = store
+        .load(&u)
+        .ok()
+        .flatten()
+        .unwrap_or_else(|| DomainState {
+            domain: facts.name.clone(),
+            uuid: u.clone(),
+            ..Default::default()
+        });
+    let pidfile = cfg.hook.pid_dir.join(format!("{}.pid", facts.name));
+    let leader = match std::fs::read_to_string(&pidfile)
+        .ok()
+        .and_then(|s| s.trim().parse::<u32>().ok())
+    {
+        Some(p) => p,
+        None => {
+            warn!(domain = %facts.name, uuid = %u, op, message_id = MSG_FAILED,
+                  "no QEMU pid in {}; not registered", pidfile.display());
+            return;
+        }
+    };
+    let bus = match Machined::connect(timeout(cfg)) {
+        Ok(b) => b,
+        Err(e) => {
+            warn!(domain = %facts.name, uuid = %u, op, message_id = MSG_FAILED, "{e}; VM left alone");
+            return;
+        }
+    };
+    if op == "reconnect" && st.registered {
+        if let Some(m) = st.machine.clone() {
+            match crate::machined::Bus::machine(&bus, &m) {
+                Ok(Some(info)) if info.id == uuid.as_bytes() => return,
+                Ok(_) => {
+                    info!(domain = %facts.name, machine = %m, op, "registration lost; registering again")
+                }
+                Err(e) => {
+                    warn!(domain = %facts.name, op, message_id = MSG_FAILED, "{e}");
+                    return;
+                }
+            }
+        }
+    }
+    let cgroup =
+        std::fs::read_to_string(paths.proc.join(format!("{leader}/cgroup"))).unwrap_or_default();
+    let ifindices = facts
+        .interfaces
+        .iter()
+        .filter_map(|dev| {
+            std::fs::read_to_string(paths.sys_class_net.join(dev).join("ifindex"))
+                .ok()
+                .and_then(|s| s.trim().parse().ok())
+        })
+        .collect();
+    let target = register::Target {
+        domain: &facts.name,
+        uuid,
+        leader,
+        unit: machined::unit_of_cgroup(&cgroup),
+        ifindices,
+        vsock_cid: facts.vsock.as_ref().and_then(|v| v.cid),
+    };
+    let mut save = |s: &DomainState| {
+        if let Err(e) = store.save(s) {
+            warn!(domain = %s.domain, "cannot record state: {e}");
+        }
+    };
+    match register::register(&bus, cfg, &target, &mut st, &mut save) {
+        Ok(register::Outcome::Registered {
+            name,
+            how,
+            api,
+            replaced,
+        }) => info!(
+            domain = %facts.name, uuid = %u, machine = %name, op, leader, message_id = MSG_REGISTERED,
+            "registered machine {name} ({how:?}, {api:?}{})",
+            replaced.map(|r| format!(", replacing libvirt's {r}")).unwrap_or_default()
+        ),
+        Ok(register::Outcome::AlreadyRegistered(n)) => {
+            info!(domain = %facts.name, machine = %n, op, "already registered")
+        }
+        Ok(register::Outcome::KeptLibvirt(n)) => info!(
+            domain = %facts.name, machine = %n, op, message_id = MSG_SKIPPED,
+            "keeping libvirt's own machine {n} (libvirt_machine = \"keep\")"
+        ),
+        Ok(register::Outcome::ForeignMachine(n)) => warn!(
+            domain = %facts.name, machine = %n, op, message_id = MSG_SKIPPED,
+            "QEMU already belongs to machine {n}, which is not libvirt's or ours; left alone"
+        ),
+        Ok(register::Outcome::NameTaken(n)) => warn!(
+            domain = %facts.name, machine = %n, op, message_id = MSG_FAILED,
+            "machine name {n} and its fallback are taken by other machines; not registered"
+        ),
+        Err(e) => warn!(
+            domain = %facts.name, uuid = %u, op, message_id = MSG_FAILED,
+            "registration failed: {e}; VM left alone"
+        ),
+    }
+}
+
+fn stopped(name: &str, op: &str, extra: &str, uuid: uuid::Uuid, store: &Store, release: bool) {
+    let u = uuid.hyphenated().to_string();
+    let Ok(Some(mut st)) = store.load(&u) else {
+        return;
+    };
+    if st.registered || st.machine.is_some() {
+        match Machined::connect(Duration::from_secs(2))
+            .map_err(|e| e.to_string())
+            .and_then(|bus| register::unregister(&bus, &mut st).map_err(|e| e.to_string()))
+        {
+            Ok(true) => {
+                info!(domain = %name, uuid = %u, machine = st.machine.as_deref().unwrap_or(""),
+                              op, reason = extra, message_id = MSG_UNREGISTERED, "unregistered")
+            }
+            Ok(false) => {}
+            Err(e) => {
+                warn!(domain = %name, uuid = %u, op, message_id = MSG_FAILED, "unregister failed: {e}")
+            }
+        }
+        st.machine = None;
+    }
+    let r = if release {
+        store.remove(&u)
+    } else {
+        store.save(&st)
+    };
+    if let Err(e) = r {
+        warn!(domain = %name, op, "cannot update state: {e}");
+    }
+}

@@ -1,0 +1,358 @@
+//! Registration policy over the `Bus` trait: which name, which API, what to leave alone.
+//! Every path that could touch a running VM checks first (DESIGN §5 facts 2–4).
+
+use crate::config::{Config, LibvirtMachine};
+use crate::machined::{self, Bus, BusError, How, MachineInfo, Registration};
+use crate::state::DomainState;
+
+/// What happened, for the log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    Registered {
+        name: String,
+        how: How,
+        api: machined::Api,
+        replaced: Option<String>,
+    },
+    AlreadyRegistered(String),
+    KeptLibvirt(String),
+    /// A machine we do not recognise holds QEMU's PID: left alone.
+    ForeignMachine(String),
+    NameTaken(String),
+}
+
+pub struct Target<'a> {
+    pub domain: &'a str,
+    pub uuid: uuid::Uuid,
+    pub leader: u32,
+    /// The systemd unit QEMU runs in (from its cgroup).
+    pub unit: Option<String>,
+    pub ifindices: Vec<i32>,
+    pub vsock_cid: Option<u32>,
+}
+
+fn ours(m: &MachineInfo, id: &[u8]) -> bool {
+    m.service == machined::SERVICE && m.id == id
+}
+
+/// `started` (and `reconnect` when ours is missing): register QEMU as a machine.
+/// `st` is updated (and must be saved by the caller) before and after the call via `save`.
+pub fn register(
+    bus: &dyn Bus,
+    cfg: &Config,
+    t: &Target,
+    st: &mut DomainState,
+    save: &mut dyn FnMut(&DomainState),
+) -> Result<Outcome, BusError> {
+    let id = t.uuid.as_bytes().to_vec();
+    let mut how = match &t.unit {
+        Some(u) if u.ends_with(".scope") => How::Register,
+        _ => How::Create,
+    };
+    let mut replaced = None;
+    match bus.machine_by_pid(t.leader)? {
+        Some(m) if ours(&m, &id) => {
+            st.machine = Some(m.name.clone());
+            st.registered = true;
+            st.leader = Some(t.leader);
+            save(st);
+            return Ok(Outcome::AlreadyRegistered(m.name));
+        }
+        Some(m) if m.service == machined::LIBVIRT_SERVICE => {
+            if cfg.machined.libvirt_machine == LibvirtMachine::Keep {
+                st.kept_libvirt = Some(m.name.clone());
+                save(st);
+                return Ok(Outcome::KeptLibvirt(m.name));
+            }
+            // Take libvirt's place in the same scope: unregistering kills nothing.
+            bus.unregister(&m.name)?;
+            st.replaced_libvirt = Some(m.name.clone());
+            save(st);
+            replaced = Some(m.name);
+            how = How::Register;
+        }
+        Some(m) => return Ok(Outcome::ForeignMachine(m.name)),
+        None => {}
+    }
+
+    let hex = t.uuid.simple().to_string();
+    let base = machined::machine_name(t.domain, &hex);
+    let mut name = None;
+    for candidate in [base.clone(), machined::fallback_name(&base, &hex)] {
+        match bus.machine(&candidate)? {
+            None => {
+                name = Some(candidate);
+                break;
+            }
+            // Ours from an earlier boot whose stop we missed: machined keeps a machine
+            // only while its unit lives, so a different leader means it is stale.
+            Some(m) if ours(&m, &id) => {
+                if m.leader == t.leader {
+                    st.machine = Some(candidate.clone());
+                    st.registered = true;
+                    save(st);
+                    return Ok(Outcome::AlreadyRegistered(candidate));
+                }
+                bus.unregister(&candidate)?;
+                name = Some(candidate);
+                break;
+            }
+            Some(_) => continue,
+        }
+    }
+    let Some(name) = name else {
+        return Ok(Outcome::NameTaken(base));
+    };
+    st.machine = Some(name.clone());
+    st.registered = false;
+    st.how = Some(how);
+    st.leader = Some(t.leader);
+    st.vsock_cid = t.vsock_cid;
+    save(st);
+    let api = bus.register(
+        &Registration {
+            name: name.clone(),
+            id,
+            leader: t.leader,
+            ifindices: t.ifindices.clone(),
+            vsock_cid: t.vsock_cid,
+        },
+        how,
+    )?;
+    st.registered = true;
+    st.api = Some(api);
+    save(st);
+    Ok(Outcome::Registered {
+        name,
+        how,
+        api,
+        replaced,
+    })
+}
+
+/// `stopped`/`release`: unregister what we registered. `Ok(false)` when there was nothing.
+pub fn unregister(bus: &dyn Bus, st: &mut DomainState) -> Result<bool, BusError> {
+    let Some(name) = st.machine.clone() else {
+        return Ok(false);
+    };
+    // Only a machine that is still ours: the name may have passed to another domain.
+    let id = uuid::Uuid::parse_str(&st.uuid)
+        .map(|u| u.as_bytes().to_vec())
+        .unwrap_or_default();
+    let gone = match bus.machine(&name)? {
+        Some(m) if ours(&m, &id) => bus.unregister(&name)?,
+        _ => false,
+    };
+    st.registered = false;
+    Ok(gone)
+}
+
+#[cfg(test)]
+mod tests {
+    //! Policy tables over a scripted bus; the real machined paths run in the lab tests.
+    use super::*;
+    use std::cell::RefCell;
+
+    #[derive(Default)]
+    struct Script {
+        machines: RefCell<Vec<MachineInfo>>,
+        calls: RefCell<Vec<String>>,
+    }
+
+    impl Bus for Script {
+        fn machine_by_pid(&self, pid: u32) -> Result<Option<MachineInfo>, BusError> {
+            self.calls.borrow_mut().push(format!("by_pid {pid}"));
+            Ok(self
+                .machines
+                .borrow()
+                .iter()
+                .find(|m| m.leader == pid)
+                .cloned())
+        }
+        fn machine(&self, name: &str) -> Result<Option<MachineInfo>, BusError> {
+            Ok(self
+                .machines
+                .borrow()
+                .iter()
+                .find(|m| m.name == name)
+                .cloned())
+        }
+        fn register(&self, r: &Registration, how: How) -> Result<machined::Api, BusError> {
+            self.calls
+                .borrow_mut()
+                .push(format!("register {} {how:?}", r.name));
+            self.machines.borrow_mut().push(MachineInfo {
+                name: r.name.clone(),
+                id: r.id.clone(),
+                service: machined::SERVICE.into(),
+                class: "vm".into(),
+                leader: r.leader,
+                unit: String::new(),
+            });
+            Ok(machined::Api::WithNetwork)
+        }
+        fn unregister(&self, name: &str) -> Result<bool, BusError> {
+            self.calls.borrow_mut().push(format!("unregister {name}"));
+            let mut m = self.machines.borrow_mut();
+            let before = m.len();
+            m.retain(|x| x.name != name);
+            Ok(m.len() != before)
+        }
+    }
+
+    fn machine(name: &str, id: &[u8], service: &str, leader: u32) -> MachineInfo {
+        MachineInfo {
+            name: name.into(),
+            id: id.to_vec(),
+            service: service.into(),
+            class: "vm".into(),
+            leader,
+            unit: String::new(),
+        }
+    }
+
+    const U: &str = "0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0";
+
+    fn run(bus: &Script, cfg: &Config, unit: &str) -> (Outcome, DomainState) {
+        let t = Target {
+            domain: "web_01",
+            uuid: uuid::Uuid::parse_str(U).unwrap(),
+            leader: 100,
+            unit: Some(unit.into()),
+            ifindices: vec![7],
+            vsock_cid: None,
+        };
+        let mut st = DomainState {
+            uuid: U.into(),
+            ..Default::default()
+        };
+        let o = register(bus, cfg, &t, &mut st, &mut |_| {}).unwrap();
+        (o, st)
+    }
+
+    #[test]
+    fn fresh_in_service_creates_scope() {
+        let bus = Script::default();
+        let (o, st) = run(&bus, &Config::default(), "libvirtd.service");
+        assert!(matches!(
+            o,
+            Outcome::Registered {
+                how: How::Create,
+                ..
+            }
+        ));
+        assert_eq!(st.machine.as_deref(), Some("web-01"));
+        assert!(st.registered);
+        assert_eq!(bus.calls.borrow().last().unwrap(), "register web-01 Create");
+    }
+
+    #[test]
+    fn replaces_libvirt_machine_in_its_scope() {
+        let bus = Script::default();
+        bus.machines.borrow_mut().push(machine(
+            "qemu-1-web_01",
+            &[1; 16],
+            machined::LIBVIRT_SERVICE,
+            100,
+        ));
+        let (o, st) = run(&bus, &Config::default(), "machine-qemu\\x2d1.scope");
+        assert_eq!(st.replaced_libvirt.as_deref(), Some("qemu-1-web_01"));
+        assert!(matches!(
+            o,
+            Outcome::Registered {
+                how: How::Register,
+                ..
+            }
+        ));
+        assert_eq!(
+            *bus.calls.borrow(),
+            vec![
+                "by_pid 100",
+                "unregister qemu-1-web_01",
+                "register web-01 Register"
+            ]
+        );
+    }
+
+    #[test]
+    fn keeps_libvirt_machine_when_configured() {
+        let bus = Script::default();
+        bus.machines.borrow_mut().push(machine(
+            "qemu-1-web_01",
+            &[1; 16],
+            machined::LIBVIRT_SERVICE,
+            100,
+        ));
+        let mut cfg = Config::default();
+        cfg.machined.libvirt_machine = LibvirtMachine::Keep;
+        let (o, _) = run(&bus, &cfg, "machine-qemu\\x2d1.scope");
+        assert_eq!(o, Outcome::KeptLibvirt("qemu-1-web_01".into()));
+        assert_eq!(*bus.calls.borrow(), vec!["by_pid 100"]);
+    }
+
+    #[test]
+    fn foreign_machine_on_pid_is_left_alone() {
+        let bus = Script::default();
+        bus.machines
+            .borrow_mut()
+            .push(machine("ct", &[], "nspawn", 100));
+        let (o, _) = run(&bus, &Config::default(), "x.scope");
+        assert_eq!(o, Outcome::ForeignMachine("ct".into()));
+        assert_eq!(*bus.calls.borrow(), vec!["by_pid 100"]);
+    }
+
+    #[test]
+    fn taken_name_falls_back_then_gives_up() {
+        let bus = Script::default();
+        bus.machines
+            .borrow_mut()
+            .push(machine("web-01", &[2; 16], "other", 5));
+        let (o, st) = run(&bus, &Config::default(), "x.scope");
+        assert!(matches!(o, Outcome::Registered { .. }));
+        assert_eq!(st.machine.as_deref(), Some("web-01-0f1e2d3c"));
+        let bus = Script::default();
+        bus.machines
+            .borrow_mut()
+            .push(machine("web-01", &[2; 16], "other", 5));
+        bus.machines
+            .borrow_mut()
+            .push(machine("web-01-0f1e2d3c", &[2; 16], "other", 6));
+        let (o, _) = run(&bus, &Config::default(), "x.scope");
+        assert_eq!(o, Outcome::NameTaken("web-01".into()));
+    }
+
+    #[test]
+    fn stale_own_registration_is_replaced() {
+        let id = uuid::Uuid::parse_str(U).unwrap().as_bytes().to_vec();
+        let bus = Script::default();
+        bus.machines
+            .borrow_mut()
+            .push(machine("web-01", &id, machined::SERVICE, 55));
+        let (o, _) = run(&bus, &Config::default(), "x.scope");
+        assert!(matches!(o, Outcome::Registered { .. }));
+        assert!(bus
+            .calls
+            .borrow()
+            .contains(&"unregister web-01".to_string()));
+    }
+
+    #[test]
+    fn unregister_only_our_own() {
+        let bus = Script::default();
+        bus.machines
+            .borrow_mut()
+            .push(machine("web-01", &[9; 16], "other", 5));
+        let mut st = DomainState {
+            uuid: U.into(),
+            machine: Some("web-01".into()),
+            registered: true,
+            ..Default::default()
+        };
+        assert!(!unregister(&bus, &mut st).unwrap());
+        assert_eq!(
+            bus.machines.borrow().len(),
+            1,
+            "someone else's machine kept"
+        );
+    }
+}
