@@ -112,8 +112,9 @@ pub fn run(argv: &[String], stdin: &[u8], cfg: &Config, paths: &Paths) -> i32 {
             let name = name.clone();
             let op = op.clone();
             let extra = extra.to_string();
-            let done = bounded(timeout(cfg), move || {
-                stopped(&name, &op, &extra, uuid, &store, release)
+            let t = timeout(cfg);
+            let done = bounded(t, move || {
+                stopped(&name, &op, &extra, uuid, &store, release, t)
             });
             if done.is_none() {
                 warn!(domain = %argv[0], op = %argv[1], message_id = MSG_TIMEOUT,
@@ -269,13 +270,21 @@ fn started(op: &str, facts: &Facts, uuid: uuid::Uuid, cfg: &Config, paths: &Path
     }
 }
 
-fn stopped(name: &str, op: &str, extra: &str, uuid: uuid::Uuid, store: &Store, release: bool) {
+fn stopped(
+    name: &str,
+    op: &str,
+    extra: &str,
+    uuid: uuid::Uuid,
+    store: &Store,
+    release: bool,
+    t: Duration,
+) {
     let u = uuid.hyphenated().to_string();
     let Ok(Some(mut st)) = store.load(&u) else {
         return;
     };
     if st.registered || st.machine.is_some() {
-        match Machined::connect(Duration::from_secs(2))
+        match Machined::connect(t)
             .map_err(|e| e.to_string())
             .and_then(|bus| register::unregister(&bus, &mut st).map_err(|e| e.to_string()))
         {

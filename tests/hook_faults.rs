@@ -1,0 +1,218 @@
+//! The hook under faults real machined cannot produce: a machined that never answers, a
+//! bus that drops mid-call, no machined at all. A real private dbus-daemon carries the
+//! calls; an in-process zbus service stands in for machined only to inject the fault.
+//! Each case asserts the hook exits 0, says why in its log, and leaves the "VM" alone.
+
+use std::io::{BufRead, BufReader, Write};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+const HOOK: &str = env!("CARGO_BIN_EXE_virt-systemd-hook");
+const UUID: &str = "6c1e1a2b-7d1f-4c57-9c4e-1a2b3c4d5e6f";
+
+struct Daemon(Child, String);
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn dbus_daemon(dir: &std::path::Path) -> Daemon {
+    let conf = dir.join("bus.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            r#"<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-Bus Bus Configuration 1.0//EN"
+ "http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd">
+<busconfig><type>system</type><listen>unix:path={}/bus</listen>
+<auth>EXTERNAL</auth>
+<policy context="default"><allow send_destination="*" eavesdrop="true"/><allow eavesdrop="true"/><allow own="*"/></policy>
+</busconfig>"#,
+            dir.display()
+        ),
+    )
+    .unwrap();
+    let mut c = Command::new("dbus-daemon")
+        .args(["--nofork", "--print-address", "--config-file"])
+        .arg(&conf)
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("dbus-daemon (package dbus) is needed");
+    let mut line = String::new();
+    BufReader::new(c.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    Daemon(c, line.trim().to_string())
+}
+
+/// A machined whose GetMachineByPID never answers (and tells the test it was called).
+struct Stuck(mpsc::Sender<()>);
+
+#[zbus::interface(name = "org.freedesktop.machine1.Manager")]
+impl Stuck {
+    #[zbus(name = "GetMachineByPID")]
+    async fn get_machine_by_pid(&self, _pid: u32) -> zbus::zvariant::OwnedObjectPath {
+        let _ = self.0.send(());
+        std::future::pending::<()>().await;
+        unreachable!()
+    }
+    #[zbus(name = "GetMachine")]
+    async fn get_machine(&self, _name: &str) -> zbus::zvariant::OwnedObjectPath {
+        let _ = self.0.send(());
+        std::future::pending::<()>().await;
+        unreachable!()
+    }
+}
+
+fn fake_machined(addr: &str) -> (zbus::blocking::Connection, mpsc::Receiver<()>) {
+    let (tx, rx) = mpsc::channel();
+    let conn = zbus::blocking::connection::Builder::address(addr)
+        .unwrap()
+        .name("org.freedesktop.machine1")
+        .unwrap()
+        .serve_at("/org/freedesktop/machine1", Stuck(tx))
+        .unwrap()
+        .build()
+        .unwrap();
+    (conn, rx)
+}
+
+struct Setup {
+    dir: tempfile::TempDir,
+    vm: Child,
+}
+
+impl Drop for Setup {
+    fn drop(&mut self) {
+        let _ = self.vm.kill();
+        let _ = self.vm.wait();
+    }
+}
+
+fn setup(timeout_ms: u64) -> Setup {
+    let dir = tempfile::tempdir().unwrap();
+    // Stands in for QEMU: must survive whatever the hook runs into.
+    let vm = Command::new("sleep").arg("300").spawn().unwrap();
+    std::fs::write(dir.path().join("web.pid"), vm.id().to_string()).unwrap();
+    std::fs::write(
+        dir.path().join("config.toml"),
+        format!(
+            "[machined]\ntimeout_ms = {timeout_ms}\n[hook]\npid_dir = \"{0}\"\nstate_dir = \"{0}/state\"\n",
+            dir.path().display()
+        ),
+    )
+    .unwrap();
+    Setup { dir, vm }
+}
+
+fn domain_xml() -> String {
+    format!("<domain type='qemu' id='3'><name>web</name><uuid>{UUID}</uuid><os><type>hvm</type></os><devices/></domain>")
+}
+
+/// Run the hook as libvirt would; returns (exit code, stderr) or panics if it does not
+/// finish within `limit` (a hang is the bug under test, not a slow run).
+fn hook(s: &Setup, bus: &str, op: &str, limit: Duration) -> (i32, String) {
+    let mut c = Command::new(HOOK)
+        .args(["web", op, "begin", "-"])
+        .env("VIRT_SYSTEMD_CONFIG", s.dir.path().join("config.toml"))
+        .env("VIRT_SYSTEMD_LOG_STDERR", "1")
+        .env("DBUS_SYSTEM_BUS_ADDRESS", bus)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    c.stdin
+        .take()
+        .unwrap()
+        .write_all(domain_xml().as_bytes())
+        .unwrap();
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(c.wait_with_output());
+    });
+    let out = rx
+        .recv_timeout(limit)
+        .expect("hook did not return: its D-Bus wait is unbounded")
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn alive(s: &mut Setup) -> bool {
+    s.vm.try_wait().unwrap().is_none()
+}
+
+#[test]
+fn machined_never_answers() {
+    let mut s = setup(300);
+    let d = dbus_daemon(s.dir.path());
+    let (_conn, called) = fake_machined(&d.1);
+    // The fake never replies: only the hook's own deadline can end this.
+    for op in ["started", "reconnect"] {
+        let (code, err) = hook(&s, &d.1, op, Duration::from_secs(20));
+        assert_eq!(code, 0, "{op}: {err}");
+        assert!(err.contains("did not answer within 300 ms"), "{op}: {err}");
+        called
+            .recv_timeout(Duration::from_secs(5))
+            .expect("the hook asked machined");
+        assert!(alive(&mut s), "{op}: VM harmed");
+    }
+    // Stop events are bounded too (state says a machine is pending).
+    let state = s.dir.path().join("state/domains");
+    std::fs::create_dir_all(&state).unwrap();
+    std::fs::write(
+        state.join(format!("{UUID}.json")),
+        format!(
+            "{{\"domain\":\"web\",\"uuid\":\"{UUID}\",\"machine\":\"web\",\"registered\":true}}"
+        ),
+    )
+    .unwrap();
+    let (code, err) = hook(&s, &d.1, "release", Duration::from_secs(20));
+    assert_eq!(code, 0, "{err}");
+    assert!(err.contains("did not answer within 300 ms"), "{err}");
+}
+
+#[test]
+fn bus_dropped_mid_call() {
+    let mut s = setup(10_000);
+    let mut d = dbus_daemon(s.dir.path());
+    let (_conn, called) = fake_machined(&d.1);
+    let addr = d.1.clone();
+    let killer = std::thread::spawn(move || {
+        called
+            .recv_timeout(Duration::from_secs(10))
+            .expect("called");
+        let _ = d.0.kill();
+        let _ = d.0.wait();
+    });
+    let (code, err) = hook(&s, &addr, "started", Duration::from_secs(20));
+    killer.join().unwrap();
+    assert_eq!(code, 0, "{err}");
+    assert!(err.contains("registration failed"), "{err}");
+    assert!(err.contains("VM left alone"), "{err}");
+    assert!(alive(&mut s));
+}
+
+#[test]
+fn no_machined_on_the_bus() {
+    let mut s = setup(2000);
+    let d = dbus_daemon(s.dir.path());
+    let (code, err) = hook(&s, &d.1, "started", Duration::from_secs(20));
+    assert_eq!(code, 0, "{err}");
+    assert!(err.contains("ServiceUnknown"), "{err}");
+    assert!(alive(&mut s));
+    // No bus at all.
+    let (code, err) = hook(
+        &s,
+        "unix:path=/nonexistent/bus",
+        "started",
+        Duration::from_secs(20),
+    );
+    assert_eq!(code, 0, "{err}");
+    assert!(err.contains("cannot reach the system bus"), "{err}");
+}
