@@ -208,6 +208,45 @@ fn render(
         oem.push((None, format!("{}{args}", credential::BOOT_CMDLINE_PREFIX)));
     }
 
+    // The cmdline first: a created <cmdline> belongs right after <initrd>, before an
+    // <smbios> appended at the same spot.
+    if let (Some(args), Some(mode)) = (&it.kernel_cmdline, cmdline_mode) {
+        let os = d
+            .top("os")
+            .ok_or_else(|| Error::NotDomain("domain has no <os> element".into()))?;
+        match mode {
+            CmdlineMode::Append => {
+                let c = child(os, "cmdline").expect("checked above");
+                let cr = content_range(text, c);
+                if cr.end == c.range().end {
+                    // <cmdline/>: open it.
+                    edits.push(Edit::remove(cr.end - 2..cr.end - 1));
+                    edits.push(Edit::insert(
+                        cr.end,
+                        format!("{}</cmdline>", escape_text(args)),
+                    ));
+                    rec.expanded.push("cmdline".into());
+                } else if c.text().unwrap_or("").is_empty() {
+                    edits.push(Edit::insert(cr.end, escape_text(args)));
+                } else {
+                    edits.push(Edit::insert(cr.end, escape_text(&format!(" {args}"))));
+                }
+            }
+            CmdlineMode::Created => {
+                let after = child(os, "initrd")
+                    .or_else(|| child(os, "kernel"))
+                    .expect("direct kernel boot");
+                let el = st.template(T_CMDLINE, "", &[("args", &escape_text(args))]);
+                edits.push(insert_after(text, &st, after, &el));
+            }
+            CmdlineMode::Oem => {}
+        }
+        rec.kernel_cmdline = Some(KernelCmdline {
+            args: args.clone(),
+            mode,
+        });
+    }
+
     // Existing entries: conflicts with what we are asked to manage, and a report of
     // other io.systemd. strings we leave alone.
     let entries = oem_entries(d);
@@ -272,8 +311,8 @@ fn render(
                 if mode != "sysinfo" {
                     if !(force || carry.smbios_was.is_some()) {
                         return Err(Error::Conflict(format!(
-                            "<os><smbios mode='{mode}'/> keeps libvirt from passing OEM strings; \
-                             use --force to switch it to mode='sysinfo'"
+                            "<os><smbios mode={q}{mode}{q}/> keeps libvirt from passing OEM strings; \
+                             use --force to switch it to mode={q}sysinfo{q}"
                         )));
                     }
                     let a = sm
@@ -395,41 +434,6 @@ fn render(
                 rec.created.push("fwcfg".into());
             }
         }
-    }
-
-    if let (Some(args), Some(mode)) = (&it.kernel_cmdline, cmdline_mode) {
-        let os = os.ok_or_else(|| Error::NotDomain("domain has no <os> element".into()))?;
-        match mode {
-            CmdlineMode::Append => {
-                let c = child(os, "cmdline").expect("checked above");
-                let cr = content_range(text, c);
-                if cr.end == c.range().end {
-                    // <cmdline/>: open it.
-                    edits.push(Edit::remove(cr.end - 2..cr.end - 1));
-                    edits.push(Edit::insert(
-                        cr.end,
-                        format!("{}</cmdline>", escape_text(args)),
-                    ));
-                    rec.expanded.push("cmdline".into());
-                } else if c.text().unwrap_or("").is_empty() {
-                    edits.push(Edit::insert(cr.end, escape_text(args)));
-                } else {
-                    edits.push(Edit::insert(cr.end, escape_text(&format!(" {args}"))));
-                }
-            }
-            CmdlineMode::Created => {
-                let after = child(os, "initrd")
-                    .or_else(|| child(os, "kernel"))
-                    .expect("direct kernel boot");
-                let el = st.template(T_CMDLINE, "", &[("args", &escape_text(args))]);
-                edits.push(insert_after(text, &st, after, &el));
-            }
-            CmdlineMode::Oem => {}
-        }
-        rec.kernel_cmdline = Some(KernelCmdline {
-            args: args.clone(),
-            mode,
-        });
     }
 
     if it.vsock {

@@ -112,7 +112,7 @@ pub fn strip(d: &DomainXml, r: &Record, mode: Mode) -> Stripped {
                 let tail = escape_text(&format!(" {}", k.args));
                 let cut = if raw.ends_with(&tail) {
                     Some(Edit::remove(cr.end - tail.len()..cr.end))
-                } else if raw == escape_text(&k.args) {
+                } else if plain == k.args {
                     Some(Edit::remove(cr.clone()))
                 } else {
                     plain
@@ -120,7 +120,7 @@ pub fn strip(d: &DomainXml, r: &Record, mode: Mode) -> Stripped {
                         .map(|rest| Edit::replace(cr.clone(), escape_text(rest)))
                 };
                 match cut {
-                    Some(_) if r.expanded("cmdline") && (raw == escape_text(&k.args)) => {
+                    Some(_) if r.expanded("cmdline") && plain == k.args => {
                         let ste = start_tag_end(text, c.range().start);
                         edits.push(Edit::replace(ste - 1..c.range().end, "/>"));
                     }
