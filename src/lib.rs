@@ -14,6 +14,7 @@ pub mod intent;
 pub mod logging;
 pub mod machined;
 pub mod metadata;
+pub mod notify;
 pub mod render;
 pub mod report;
 pub mod state;

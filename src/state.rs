@@ -62,13 +62,45 @@ impl Store {
         }
     }
 
+    fn readiness_path(&self, uuid: &str) -> PathBuf {
+        self.dir.join(format!("{uuid}.notify.json"))
+    }
+
+    /// Readiness reported by the guest in its current boot; written only by the notify
+    /// listener, cleared by the hook when the domain starts.
+    pub fn load_readiness(&self, uuid: &str) -> Option<crate::notify::protocol::Readiness> {
+        let b = std::fs::read(self.readiness_path(uuid)).ok()?;
+        serde_json::from_slice(&b).ok()
+    }
+
+    pub fn save_readiness(
+        &self,
+        uuid: &str,
+        r: &crate::notify::protocol::Readiness,
+    ) -> std::io::Result<()> {
+        std::fs::create_dir_all(&self.dir)?;
+        let data = serde_json::to_vec_pretty(r).expect("serializable");
+        crate::fsutil::write_atomic(&self.readiness_path(uuid), &data, 0o644)
+    }
+
+    pub fn clear_readiness(&self, uuid: &str) -> std::io::Result<()> {
+        match std::fs::remove_file(self.readiness_path(uuid)) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
+            _ => Ok(()),
+        }
+    }
+
     /// All states (for the notify listener and `status`).
     pub fn all(&self) -> Vec<DomainState> {
         let Ok(rd) = std::fs::read_dir(&self.dir) else {
             return vec![];
         };
         rd.filter_map(Result::ok)
-            .filter(|e| e.file_name().to_string_lossy().ends_with(".json"))
+            .filter(|e| {
+                let n = e.file_name();
+                let n = n.to_string_lossy();
+                n.ends_with(".json") && !n.ends_with(".notify.json")
+            })
             .filter_map(|e| std::fs::read(e.path()).ok())
             .filter_map(|b| serde_json::from_slice(&b).ok())
             .collect()

@@ -87,6 +87,8 @@ pub fn run(argv: &[String], stdin: &[u8], cfg: &Config, paths: &Paths) -> i32 {
             st.domain = facts.name.clone();
             st.uuid = uuid.hyphenated().to_string();
             st.vsock_cid = facts.vsock.as_ref().and_then(|v| v.cid);
+            // A new boot: readiness from the previous one no longer holds.
+            let _ = store.clear_readiness(&st.uuid);
             if let Err(e) = store.save(&st) {
                 warn!(domain = %facts.name, op = "start", "cannot record state: {e}");
             }
@@ -300,6 +302,7 @@ fn stopped(
         st.machine = None;
     }
     let r = if release {
+        let _ = store.clear_readiness(&u);
         store.remove(&u)
     } else {
         store.save(&st)
