@@ -29,3 +29,6 @@ pub const METADATA_ELEMENT: &str = "virt-systemd";
 /// vsock port the guest's systemd is told to send readiness notifications to
 /// (`vmm.notify_socket=vsock-stream:2:PORT`). Unassigned by IANA; documented in the README.
 pub const DEFAULT_NOTIFY_PORT: u32 = 8742;
+pub mod diff;
+pub mod doctor;
+pub mod observe;

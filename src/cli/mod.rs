@@ -1,8 +1,10 @@
 //! Command-line definitions (clap derive), shared by the binary and the man-page and
 //! completion generators.
 
+pub mod hook_install;
 pub mod rewrite;
 pub mod show;
+pub mod status;
 
 use clap::{Args, Parser, Subcommand};
 use std::ffi::OsString;
@@ -24,6 +26,9 @@ pub struct Cli {
     /// Host configuration file [default: /etc/virt-systemd/config.toml when present]
     #[arg(long, global = true, value_name = "PATH")]
     pub config: Option<PathBuf>,
+    /// Open the libvirt connection read-only (like virsh -r); enough for status
+    #[arg(short = 'r', long, global = true)]
+    pub readonly: bool,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -34,6 +39,72 @@ pub enum Command {
     Rewrite(Box<RewriteArgs>),
     /// Show what virt-systemd manages in a domain XML, and any drift
     Show(ShowArgs),
+    /// Wire a defined libvirt domain into systemd (rewrite its persistent definition)
+    Enable(Box<EnableArgs>),
+    /// Remove everything virt-systemd manages from a defined libvirt domain
+    Disable(DisableArgs),
+    /// What each domain carries, and whether it is running, registered and ready
+    Status(StatusArgs),
+    /// Check this host: hook, libvirt, machined, vsock, ssh proxy, configuration
+    Doctor(DoctorArgs),
+    /// Install (or remove) the libvirt hook link qemu.d/50-virt-systemd
+    HookInstall(HookInstallArgs),
+}
+
+#[derive(Debug, Args)]
+#[command(
+    after_help = "The persistent definition is read (inactive, with secure fields), \
+    rewritten, checked for concurrent changes and defined again. A running domain gets the \
+    change at its next start (a guest reboot is not enough). On a host that cannot open \
+    /dev/vhost-vsock no vsock device is added unless --vsock is given."
+)]
+pub struct EnableArgs {
+    /// Domain name, UUID or ID
+    #[arg(value_name = "DOMAIN")]
+    pub domain: String,
+    /// Print a unified diff of the definition instead of changing it
+    #[arg(short = 'n', long)]
+    pub dry_run: bool,
+    #[command(flatten)]
+    pub flags: RewriteFlags,
+}
+
+#[derive(Debug, Args)]
+pub struct DisableArgs {
+    /// Domain name, UUID or ID
+    #[arg(value_name = "DOMAIN")]
+    pub domain: String,
+    /// Print a unified diff of the definition instead of changing it
+    #[arg(short = 'n', long)]
+    pub dry_run: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    /// Domains (name, UUID or ID) [default: all]
+    #[arg(value_name = "DOMAIN")]
+    pub domains: Vec<String>,
+    /// Machine-readable output (JSON, schema version 1)
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct DoctorArgs {
+    /// Machine-readable output
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct HookInstallArgs {
+    /// Remove the link instead (only if it is virt-systemd's)
+    #[arg(long)]
+    pub uninstall: bool,
+    /// Hook binary to link to [default: virt-systemd-hook next to this program, else
+    /// /usr/libexec/virt-systemd/virt-systemd-hook]
+    #[arg(long, value_name = "PATH", conflicts_with = "uninstall")]
+    pub hook: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]

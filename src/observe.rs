@@ -1,0 +1,196 @@
+//! Read-only D-Bus queries for `status` and `doctor`: a machine's state, which methods
+//! machined's Manager offers (is `RegisterMachineEx` there?), systemd's version.
+//!
+//! Everything is bounded: the connection is made on a helper thread and abandoned after the
+//! deadline, and every call has the same method timeout, so a hung bus cannot hang `status`.
+//! An unreachable bus or machined is an answer (`Err(message)`), never a failure of the caller.
+
+use std::sync::mpsc;
+use std::time::Duration;
+
+const MACHINED: &str = "org.freedesktop.machine1";
+const MACHINED_PATH: &str = "/org/freedesktop/machine1";
+const MANAGER: &str = "org.freedesktop.machine1.Manager";
+const MACHINE: &str = "org.freedesktop.machine1.Machine";
+
+/// A machine as `status` shows it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct MachineView {
+    pub name: String,
+    /// machined's `State`: `opening`, `running`, `closing`.
+    pub state: Option<String>,
+    /// Who registered it: `virt-systemd`, `libvirt-qemu`, …
+    pub service: Option<String>,
+    pub class: Option<String>,
+    /// The machine ID as 32 hex digits (the domain UUID for our registrations).
+    pub id: Option<String>,
+    pub leader: Option<u32>,
+    pub unit: Option<String>,
+    /// `VSockCID` (systemd ≥ 259; absent or 4294967295 when unset).
+    pub vsock_cid: Option<u32>,
+}
+
+/// A connection to the system bus (or `DBUS_SYSTEM_BUS_ADDRESS`).
+pub struct Observer {
+    conn: zbus::blocking::Connection,
+}
+
+/// Run `f` on a thread; `None` when it does not finish within `d`.
+pub fn bounded<T: Send + 'static>(
+    d: Duration,
+    f: impl FnOnce() -> T + Send + 'static,
+) -> Option<T> {
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(f());
+    });
+    rx.recv_timeout(d).ok()
+}
+
+fn method_error(e: zbus::Error) -> String {
+    match e {
+        zbus::Error::MethodError(name, msg, _) => match msg {
+            Some(m) if !m.is_empty() => format!("{name}: {m}"),
+            _ => name.to_string(),
+        },
+        e => e.to_string(),
+    }
+}
+
+impl Observer {
+    /// Connect within `timeout`; calls then time out after `timeout` each.
+    pub fn connect(timeout: Duration) -> Result<Observer, String> {
+        let res = bounded(timeout, move || {
+            let b = match std::env::var("DBUS_SYSTEM_BUS_ADDRESS") {
+                Ok(a) => zbus::blocking::connection::Builder::address(a.as_str()),
+                Err(_) => zbus::blocking::connection::Builder::system(),
+            }
+            .map_err(|e| e.to_string())?;
+            b.method_timeout(timeout).build().map_err(|e| e.to_string())
+        });
+        match res {
+            Some(Ok(conn)) => Ok(Observer { conn }),
+            Some(Err(e)) => Err(format!("cannot reach the system bus: {e}")),
+            None => Err(format!(
+                "the system bus did not answer within {} ms",
+                timeout.as_millis()
+            )),
+        }
+    }
+
+    /// `GetMachine(name)` and its properties; `Ok(None)` when there is no such machine.
+    pub fn machine(&self, name: &str) -> Result<Option<MachineView>, String> {
+        let m = zbus::blocking::Proxy::new(&self.conn, MACHINED, MACHINED_PATH, MANAGER)
+            .map_err(|e| e.to_string())?;
+        let path: zbus::zvariant::OwnedObjectPath = match m.call("GetMachine", &(name,)) {
+            Ok(p) => p,
+            Err(zbus::Error::MethodError(n, _, _))
+                if n.as_str() == crate::machined::NO_SUCH_MACHINE =>
+            {
+                return Ok(None)
+            }
+            Err(e) => return Err(method_error(e)),
+        };
+        let p = zbus::blocking::Proxy::new(&self.conn, MACHINED, path, MACHINE)
+            .map_err(|e| e.to_string())?;
+        let id: Option<Vec<u8>> = p.get_property("Id").ok();
+        Ok(Some(MachineView {
+            name: p.get_property("Name").unwrap_or_else(|_| name.to_string()),
+            state: p.get_property("State").ok(),
+            service: p.get_property("Service").ok(),
+            class: p.get_property("Class").ok(),
+            id: id
+                .filter(|b| b.len() == 16)
+                .map(|b| b.iter().map(|x| format!("{x:02x}")).collect()),
+            leader: p.get_property("Leader").ok(),
+            unit: p.get_property("Unit").ok(),
+            vsock_cid: p
+                .get_property::<u32>("VSockCID")
+                .ok()
+                .filter(|&c| c != u32::MAX),
+        }))
+    }
+
+    /// Method names of machined's Manager interface, by introspection (this also
+    /// activates machined when it is bus-activatable).
+    pub fn machined_methods(&self) -> Result<Vec<String>, String> {
+        let p = zbus::blocking::Proxy::new(
+            &self.conn,
+            MACHINED,
+            MACHINED_PATH,
+            "org.freedesktop.DBus.Introspectable",
+        )
+        .map_err(|e| e.to_string())?;
+        let xml: String = p.call("Introspect", &()).map_err(method_error)?;
+        manager_methods(&xml)
+    }
+
+    /// systemd's `Version` property (PID 1 over D-Bus).
+    pub fn systemd_version(&self) -> Result<String, String> {
+        let p = zbus::blocking::Proxy::new(
+            &self.conn,
+            "org.freedesktop.systemd1",
+            "/org/freedesktop/systemd1",
+            "org.freedesktop.systemd1.Manager",
+        )
+        .map_err(|e| e.to_string())?;
+        p.get_property::<String>("Version")
+            .map_err(|e| e.to_string())
+    }
+}
+
+/// Method names of `org.freedesktop.machine1.Manager` in an introspection document.
+pub fn manager_methods(xml: &str) -> Result<Vec<String>, String> {
+    let opts = roxmltree::ParsingOptions {
+        allow_dtd: true,
+        ..Default::default()
+    };
+    let doc = roxmltree::Document::parse_with_options(xml, opts)
+        .map_err(|e| format!("introspection data is not XML: {e}"))?;
+    let iface = doc
+        .descendants()
+        .find(|n| n.has_tag_name("interface") && n.attribute("name") == Some(MANAGER))
+        .ok_or_else(|| format!("{MACHINED_PATH} has no {MANAGER} interface"))?;
+    Ok(iface
+        .children()
+        .filter(|n| n.has_tag_name("method"))
+        .filter_map(|n| n.attribute("name"))
+        .map(str::to_string)
+        .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn introspection() {
+        let xml = r#"<!DOCTYPE node PUBLIC "-//freedesktop//DTD D-BUS Object Introspection 1.0//EN"
+ "http://www.freedesktop.org/standards/dbus/1.0/introspect.dtd">
+<node><interface name="org.freedesktop.DBus.Peer"><method name="Ping"/></interface>
+<interface name="org.freedesktop.machine1.Manager">
+ <method name="GetMachine"><arg type="s" direction="in"/></method>
+ <method name="RegisterMachineEx"><arg type="s"/><arg type="a(sv)"/></method>
+ <property name="PoolPath" type="s" access="read"/>
+</interface><node name="machine"/></node>"#;
+        assert_eq!(
+            manager_methods(xml).unwrap(),
+            vec!["GetMachine", "RegisterMachineEx"]
+        );
+        assert!(manager_methods("<node/>").is_err());
+        assert!(manager_methods("not xml").is_err());
+    }
+
+    #[test]
+    fn unreachable_bus_is_an_answer() {
+        // A path nobody listens on: connect fails fast with a message.
+        let addr = "unix:path=/nonexistent/virt-systemd-test-bus";
+        let r = bounded(Duration::from_secs(5), move || {
+            zbus::blocking::connection::Builder::address(addr)
+                .and_then(|b| b.build())
+                .map(|_| ())
+                .map_err(|e| e.to_string())
+        });
+        assert!(matches!(r, Some(Err(_))));
+    }
+}
