@@ -135,7 +135,10 @@ peak_rss() {
 echo "virt-systemd: $vs"
 echo "xmlstarlet:   $(command -v xmlstarlet) $(xmlstarlet --version | head -n1)"
 echo "hyperfine:    $(hyperfine --version)  (runs=$runs warmup=$warmup, -N: no shell)"
-echo "machine:      $(nproc) CPUs, $(uname -sr)"
+libs="$(ldd "$vs" 2>/dev/null | awk '$1 !~ /^(linux-vdso|\/)/ { print $1 }')"
+echo "links:        $(echo "$libs" | wc -l) shared libraries$(echo "$libs" | grep -q '^libvirt\.so' \
+  && echo ', including libvirt.so (its load time counts in every run)')"
+echo "machine:      $(nproc) CPUs, $(uname -sr), load $(cut -d' ' -f1-3 /proc/loadavg)"
 echo
 
 declare -A size rss xrss med_vs med_xs

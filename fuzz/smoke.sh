@@ -11,7 +11,8 @@
 # `--sanitizer none` (force with FUZZ_SANITIZER=none|address). The build has debug
 # assertions (overflow checks) on.
 # New corpus entries go to fuzz/corpus/rewrite (not committed); fuzz/seeds/rewrite is the
-# committed seed corpus, fuzz/rewrite.dict the dictionary. A crash exits 1 and leaves its
+# committed seed corpus, fuzz/regressions/rewrite holds inputs that once failed (replayed
+# first, so a regression fails the run at once), fuzz/rewrite.dict the dictionary. A crash exits 1 and leaves its
 # input in fuzz/artifacts/rewrite/; reproduce with
 #   RUSTC_BOOTSTRAP=1 cargo fuzz run rewrite fuzz/artifacts/rewrite/crash-…   (from fuzz/)
 # and minimize with `cargo fuzz tmin rewrite …`.
@@ -65,7 +66,7 @@ fi
 echo "fuzz: $target for ${secs}s, sanitizer $san$([ "$long" = 1 ] && echo ", $(nproc) workers")" >&2
 status=0
 cargo fuzz run --debug-assertions --sanitizer "$san" "$target" \
-  "corpus/$target" "seeds/$target" -- "${opts[@]}" || status=$?
+  "corpus/$target" "seeds/$target" "regressions/$target" -- "${opts[@]}" || status=$?
 
 after="$(ls "artifacts/$target" | wc -l)"
 echo "fuzz: corpus/$target holds $(ls "corpus/$target" | wc -l) inputs" >&2
