@@ -12,6 +12,7 @@ pub struct Config {
     pub rewrite: RewriteDefaults,
     pub machined: Machined,
     pub hook: Hook,
+    pub notify: Notify,
 }
 
 /// Defaults for what `rewrite`/`enable` give a domain that has no recorded intent yet.
@@ -92,7 +93,38 @@ impl Default for Hook {
     }
 }
 
+/// The readiness listener.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(default, deny_unknown_fields)]
+pub struct Notify {
+    /// vsock port to listen on; defaults to `rewrite.notify_port`.
+    pub port: Option<u32>,
+    /// Domains whose vsock is a user-space (hybrid vsock) backend: domain name → the
+    /// backend's `--uds-path`. The listener binds `<uds-path>_PORT` for each.
+    pub hybrid: std::collections::BTreeMap<String, PathBuf>,
+    /// Quiet time after data that ends a message.
+    pub idle_ms: u64,
+    /// Longest a connection may stay open.
+    pub timeout_ms: u64,
+}
+
+impl Default for Notify {
+    fn default() -> Self {
+        Notify {
+            port: None,
+            hybrid: Default::default(),
+            idle_ms: 250,
+            timeout_ms: 5000,
+        }
+    }
+}
+
 impl Config {
+    /// The listener's vsock port (the one `rewrite` writes into `vmm.notify_socket`).
+    pub fn notify_port(&self) -> u32 {
+        self.notify.port.unwrap_or(self.rewrite.notify_port)
+    }
+
     pub fn parse(text: &str, path: &str) -> Result<Config> {
         let cfg: Config = toml::from_str(text).map_err(|e| Error::Config {
             path: path.to_string(),

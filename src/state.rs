@@ -22,6 +22,10 @@ pub struct DomainState {
     pub replaced_libvirt: Option<String>,
     /// libvirt's own machine left in place (`libvirt_machine = "keep"`).
     pub kept_libvirt: Option<String>,
+    /// The domain carries a virt-systemd record (recorded at start).
+    pub enabled: bool,
+    /// Readiness port the guest was told (`vmm.notify_socket`), if any.
+    pub notify_port: Option<u32>,
 }
 
 pub struct Store {

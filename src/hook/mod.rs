@@ -87,6 +87,9 @@ pub fn run(argv: &[String], stdin: &[u8], cfg: &Config, paths: &Paths) -> i32 {
             st.domain = facts.name.clone();
             st.uuid = uuid.hyphenated().to_string();
             st.vsock_cid = facts.vsock.as_ref().and_then(|v| v.cid);
+            let record = crate::metadata::read(&xml).ok().flatten();
+            st.enabled = record.is_some();
+            st.notify_port = record.and_then(|r| r.notify);
             // A new boot: readiness from the previous one no longer holds.
             let _ = store.clear_readiness(&st.uuid);
             if let Err(e) = store.save(&st) {
@@ -100,8 +103,9 @@ pub fn run(argv: &[String], stdin: &[u8], cfg: &Config, paths: &Paths) -> i32 {
             }
             let op = op.clone();
             let (cfg2, paths2) = (cfg.clone(), paths.clone());
+            let notify = crate::metadata::read(&xml).ok().flatten().map(|r| r.notify);
             let done = bounded(timeout(cfg), move || {
-                started(&op, &facts, uuid, &cfg2, &paths2, &store)
+                started(&op, &facts, notify, uuid, &cfg2, &paths2, &store)
             });
             if done.is_none() {
                 warn!(domain = %name, op = %argv[1], message_id = MSG_TIMEOUT,
@@ -171,7 +175,16 @@ fn prepare(xml: &DomainXml, facts: &Facts, cfg: &Config) -> i32 {
     }
 }
 
-fn started(op: &str, facts: &Facts, uuid: uuid::Uuid, cfg: &Config, paths: &Paths, store: &Store) {
+/// `notify`: `None` when the domain has no virt-systemd record, else its readiness port.
+fn started(
+    op: &str,
+    facts: &Facts,
+    notify: Option<Option<u32>>,
+    uuid: uuid::Uuid,
+    cfg: &Config,
+    paths: &Paths,
+    store: &Store,
+) {
     let u = uuid.hyphenated().to_string();
     let mut st = store
         .load(&u)
@@ -182,6 +195,10 @@ fn started(op: &str, facts: &Facts, uuid: uuid::Uuid, cfg: &Config, paths: &Path
             uuid: u.clone(),
             ..Default::default()
         });
+    // The live XML is the truth for this boot (also after a libvirtd restart).
+    st.enabled = notify.is_some();
+    st.notify_port = notify.flatten();
+    st.vsock_cid = facts.vsock.as_ref().and_then(|v| v.cid);
     let pidfile = cfg.hook.pid_dir.join(format!("{}.pid", facts.name));
     let leader = match std::fs::read_to_string(&pidfile)
         .ok()

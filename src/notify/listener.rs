@@ -481,3 +481,62 @@ pub fn hybrid_path(uds: &std::path::Path, port: u32) -> PathBuf {
     s.push(format!("_{port}"));
     PathBuf::from(s)
 }
+
+/// Connect to `cid:port` over AF_VSOCK (used by `vsock-proxy`).
+pub fn vsock_connect(cid: u32, port: u32) -> std::io::Result<OwnedFd> {
+    // SAFETY: plain socket(2); the fd is owned right away.
+    let fd = unsafe { libc::socket(libc::AF_VSOCK, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0) };
+    if fd < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: fd is a fresh socket we own.
+    let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+    let mut addr: libc::sockaddr_vm = unsafe { std::mem::zeroed() };
+    addr.svm_family = libc::AF_VSOCK as libc::sa_family_t;
+    addr.svm_cid = cid;
+    addr.svm_port = port;
+    // SAFETY: addr is a valid sockaddr_vm of the given size.
+    let r = unsafe {
+        libc::connect(
+            fd.as_raw_fd(),
+            (&addr as *const libc::sockaddr_vm).cast(),
+            std::mem::size_of::<libc::sockaddr_vm>() as libc::socklen_t,
+        )
+    };
+    if r < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(fd)
+}
+
+/// Reach guest port `port` through a hybrid-vsock backend's UNIX socket: send
+/// `CONNECT PORT`, expect `OK …`. Returns the connected stream.
+pub fn hybrid_connect(uds: &std::path::Path, port: u32) -> std::io::Result<UnixStream> {
+    use std::io::Write;
+    let mut s = UnixStream::connect(uds)?;
+    s.write_all(format!("CONNECT {port}\n").as_bytes())?;
+    s.set_read_timeout(Some(Duration::from_secs(10)))?;
+    // Byte by byte: what follows the reply line already belongs to the guest.
+    let mut line = Vec::new();
+    let mut b = [0u8; 1];
+    while line.len() < 128 {
+        if s.read(&mut b)? == 0 {
+            break;
+        }
+        if b[0] == b'\n' {
+            break;
+        }
+        line.push(b[0]);
+    }
+    s.set_read_timeout(None)?;
+    if !line.starts_with(b"OK ") {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::ConnectionRefused,
+            format!(
+                "vsock backend refused CONNECT {port}: {:?}",
+                String::from_utf8_lossy(&line)
+            ),
+        ));
+    }
+    Ok(s)
+}

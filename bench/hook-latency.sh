@@ -1,0 +1,100 @@
+#!/bin/bash
+# Whole-process latency of virt-systemd-hook against /bin/true on the same XML:
+#  - `prepare` (no D-Bus) on this host, with hyperfine, and its peak RSS;
+#  - `started` with real systemd-machined in the lab (trixie): each run registers a real
+#    process as a machine (then `release` unregisters it, untimed), timed in-container with
+#    bash's $EPOCHREALTIME over N runs, against /bin/true timed the same way; peak RSS with
+#    GNU time.
+# Targets (issue 4): prepare <= 1.5x /bin/true, started <= 3x, peak RSS <= 8 MiB.
+#
+# Usage: bench/hook-latency.sh [--runs N] [--no-lab]
+# Needs root for the lab part, python3, and GNU time (apt-get install time) for the lab's RSS.
+set -euo pipefail
+export LC_ALL=C
+here="$(cd "$(dirname "$0")" && pwd)"
+root="$(dirname "$here")"
+runs=200
+lab=1
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --runs) runs="$2"; shift 2 ;;
+    --no-lab) lab=0; shift ;;
+    -h | --help) sed -n '2,12p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    *) echo "unknown argument: $1" >&2; exit 2 ;;
+  esac
+done
+for t in python3 /usr/bin/time; do
+  command -v "$t" >/dev/null || { echo "missing $t (apt-get install time)" >&2; exit 2; }
+done
+(cd "$root" && cargo build --release --quiet --bin virt-systemd-hook --bin virt-systemd)
+hook="$root/target/release/virt-systemd-hook"
+out="$here/out"
+mkdir -p "$out"
+# A typical domain as virt-systemd leaves it (the hook checks drift at prepare).
+"$root/target/release/virt-systemd" --config /dev/null rewrite "$here/typical.xml" \
+  --hostname web-01 --machine-id > "$out/hook-domain.xml"
+printf '[hook]\nstate_dir = "%s/hook-state"\n' "$out" > "$out/hook.toml"
+
+# Debian 12's hyperfine cannot feed stdin from a file: time spawn-to-exit (and read peak
+# RSS from wait4) with the same harness for both commands.
+spawn_bench() {
+  local xml=$1; shift
+  python3 - "$runs" "$xml" "$@" <<'PY'
+import os, sys, time, statistics
+runs, xml, argvs = int(sys.argv[1]), sys.argv[2], sys.argv[3:]
+def once(argv):
+    fd = os.open(xml, os.O_RDONLY)
+    null = os.open(os.devnull, os.O_WRONLY)
+    t = time.perf_counter_ns()
+    pid = os.posix_spawn(argv[0], argv, os.environ,
+                         file_actions=[(os.POSIX_SPAWN_DUP2, fd, 0), (os.POSIX_SPAWN_DUP2, null, 1), (os.POSIX_SPAWN_DUP2, null, 2)])
+    _, status, ru = os.wait4(pid, 0)
+    dt = time.perf_counter_ns() - t
+    os.close(fd); os.close(null)
+    return dt, ru.ru_maxrss
+for argv in argvs:
+    argv = argv.split()
+    for _ in range(20): once(argv)
+    res = [once(argv) for _ in range(runs)]
+    print(statistics.median(r[0] for r in res) / 1e6, max(r[1] for r in res))
+PY
+}
+export VIRT_SYSTEMD_CONFIG="$out/hook.toml"
+read -r hp rss_prepare tp rss_true < <(spawn_bench "$out/hook-domain.xml" "$hook web-01 prepare begin -" "/bin/true web-01 prepare begin -" | tr '\n' ' '; echo)
+ratio() { echo "scale=2; $1 / $2" | bc; }
+printf '%-30s %10s %10s %7s %8s\n' what hook_ms true_ms ratio rss_kib
+printf '%-30s %10.3f %10.3f %7s %8s\n' "prepare (host, no D-Bus)" "$hp" "$tp" "$(ratio "$hp" "$tp")" "$rss_prepare"
+
+[ "$lab" = 1 ] || exit 0
+export SUITE=trixie LAB_BIN_DIR="$root/target/release" LAB_LOCK=${LAB_LOCK:-/run/lock/virt-systemd-lab.lock}
+exec 9>"$LAB_LOCK"; flock 9; export LAB_LOCK_HELD=1
+trap '"$root/tests/lab/lab-down.sh" >/dev/null 2>&1 || true' EXIT
+"$root/tests/lab/lab-up.sh" > "$out/hook-lab-up.log" 2>&1
+ct="$root/tests/lab/ct.sh"
+"$ct" sh -c 'cat > /usr/local/bin/gnutime && chmod 755 /usr/local/bin/gnutime' < /usr/bin/time
+"$ct" sh -c 'cat > /root/live.xml' < "$out/hook-domain.xml"
+"$ct" bash -c '
+set -e
+systemd-run -q --unit=bench-fakeqemu sleep 3600
+pid=$(systemctl show -P MainPID bench-fakeqemu)
+mkdir -p /run/bench-pids && echo "$pid" > /run/bench-pids/web-01.pid
+printf "[hook]\npid_dir = \"/run/bench-pids\"\n" > /root/hook.toml
+export VIRT_SYSTEMD_CONFIG=/root/hook.toml
+hook=/opt/virt-systemd/bin/virt-systemd-hook
+n='"$runs"'
+t_hook=0; t_true=0
+for i in $(seq "$n"); do
+  s=$EPOCHREALTIME; $hook web-01 started begin - < /root/live.xml; e=$EPOCHREALTIME
+  t_hook=$(echo "$t_hook + $e - $s" | bc)
+  machinectl show web-01 >/dev/null
+  $hook web-01 release end destroyed < /root/live.xml
+  s=$EPOCHREALTIME; /bin/true web-01 started begin - < /root/live.xml; e=$EPOCHREALTIME
+  t_true=$(echo "$t_true + $e - $s" | bc)
+done
+rss=$(gnutime -f %M $hook web-01 started begin - < /root/live.xml 2>&1 >/dev/null | tail -1)
+$hook web-01 release end destroyed < /root/live.xml
+kill "$pid" 2>/dev/null || true
+echo "$t_hook $t_true $rss $n"
+' > "$out/hook-started.txt"
+read -r th tt rss n < "$out/hook-started.txt"
+printf '%-30s %10.3f %10.3f %7s %8s\n' "started (lab, real machined)" "$(echo "$th*1000/$n" | bc -l)" "$(echo "$tt*1000/$n" | bc -l)" "$(ratio "$th" "$tt")" "$rss"
