@@ -1,0 +1,65 @@
+# shellcheck shell=bash
+# Shared settings and helpers of the virt-systemd test lab (sourced by lab-up.sh, lab-down.sh,
+# ct.sh). See README.md in this directory.
+#
+# Knobs (environment):
+#   SUITE=trixie|bookworm|sid   Debian suite of the lab container (default trixie)
+#   LAB_DIR                     cache and state directory (default: <cargo target dir>/lab)
+#   LAB_BIN_DIR                 host directory bind-mounted read-only at /opt/virt-systemd/bin
+#                               (default: <cargo target dir>/debug)
+#   LAB_LIBVIRT_CGROUPS=0|1     1: enable +hugetlb on the host's cgroup2 root so libvirt finds a
+#                               usable cgroup v2 and registers its domains with machined itself
+#   LAB_LOCK                    host-wide lock file (default /run/lock/virt-systemd-lab.lock)
+#   LAB_LOCK_HELD=1             the caller already holds LAB_LOCK (the Rust helper does)
+#   MIRROR                      Debian mirror (default http://deb.debian.org/debian)
+
+LAB_SRC=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+REPO=$(cd "$LAB_SRC/../.." && pwd)
+TARGET_DIR=${CARGO_TARGET_DIR:-$REPO/target}
+SUITE=${SUITE:-trixie}
+case "$SUITE" in trixie|bookworm|sid) ;; *) echo "lab: unsupported SUITE=$SUITE (trixie, bookworm, sid)" >&2; exit 2;; esac
+LAB_DIR=${LAB_DIR:-$TARGET_DIR/lab}
+LAB_BIN_DIR=${LAB_BIN_DIR:-$TARGET_DIR/debug}
+MIRROR=${MIRROR:-http://deb.debian.org/debian}
+LAB_LIBVIRT_CGROUPS=${LAB_LIBVIRT_CGROUPS:-0}
+LAB_LOCK=${LAB_LOCK:-/run/lock/virt-systemd-lab.lock}
+ROOT=$LAB_DIR/root-$SUITE
+STATE=$LAB_DIR/state-$SUITE
+MACHINE=vsd-lab-$SUITE
+# where the container sees the project's binaries
+CT_BIN=/opt/virt-systemd/bin
+CT_PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
+
+lab_log() { printf '[lab %s %6.1fs] %s\n' "$SUITE" "$(lab_elapsed)" "$*" | tee -a "$STATE/timings.log" >&2; }
+LAB_T0=$(date +%s%N)
+lab_elapsed() { echo "scale=1; ($(date +%s%N) - $LAB_T0) / 1000000000" | bc; }
+lab_die() { echo "lab $SUITE: ERROR: $*" >&2; exit 1; }
+
+# Take the host-wide lab lock on fd 9 unless the caller holds it. Released when the script exits.
+lab_lock() {
+  [ "${LAB_LOCK_HELD:-0}" = 1 ] && return 0
+  mkdir -p "$(dirname "$LAB_LOCK")"
+  exec 9>>"$LAB_LOCK"
+  flock -w "${LAB_LOCK_TIMEOUT:-1800}" 9 || lab_die "timed out waiting for $LAB_LOCK (another lab session)"
+}
+
+# The host cgroup2 hierarchy (pure v2 host, or the 'unified' part of a hybrid one).
+lab_cg2() { if [ -e /sys/fs/cgroup/cgroup.controllers ]; then echo /sys/fs/cgroup; else echo /sys/fs/cgroup/unified; fi; }
+
+# PID of the container's systemd (PID 1 inside), or fail.
+lab_leader() {
+  local p c
+  p=$(cat "$STATE/nspawn.pid" 2>/dev/null) || return 1
+  [ -n "$p" ] && [ -d "/proc/$p" ] && [ "$(cat "/proc/$p/comm" 2>/dev/null)" = systemd-nspawn ] || return 1
+  for c in $(pgrep -P "$p"); do
+    [ "$(cat "/proc/$c/comm" 2>/dev/null)" = systemd ] && { echo "$c"; return 0; }
+  done
+  return 1
+}
+
+# Run a command inside the running container. NB: the process keeps the host's cgroup; use
+# systemd-run inside for anything long-lived.
+ct() {
+  local l; l=$(lab_leader) || lab_die "container $MACHINE is not running"
+  nsenter -t "$l" -a env -i PATH="$CT_PATH" HOME=/root LANG=C.UTF-8 TERM=dumb "$@"
+}

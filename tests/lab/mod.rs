@@ -1,0 +1,508 @@
+//! Rust side of the virt-systemd test lab (see `tests/lab/README.md`).
+//!
+//! Use from an integration test with `#[path = "lab/mod.rs"] mod lab;`, then
+//! `let Some(lab) = lab::Lab::up("trixie") else { return };`. `up` returns `None` only when the
+//! test must not run: its suite is not selected (`LAB_SUITES`), or the developer opted out with
+//! `VIRT_SYSTEMD_LAB=skip` outside CI; both say so on stderr. Everything else that keeps the lab
+//! from coming up fails the test with the reason.
+//!
+//! One lab at a time: a process-wide mutex serialises the test threads of one test binary, and a
+//! host-wide `flock` (held by a small "guardian" process) serialises test binaries, other
+//! checkouts and the scripts. The guardian also tears the lab down when the test process goes
+//! away without running `Drop` (panic=abort, SIGKILL): it runs `lab-down.sh` once its stdin, a
+//! pipe only this process holds, reaches end of file.
+#![allow(dead_code)]
+
+use std::fs;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdin, Command, Output, Stdio};
+use std::sync::{Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+/// Suites run when `LAB_SUITES` is not set (what CI gates on).
+pub const DEFAULT_SUITES: &[&str] = &["trixie", "bookworm"];
+/// Where the project's binaries appear inside the container.
+pub const CT_BIN: &str = "/opt/virt-systemd/bin";
+/// Where `tests/lab/` appears inside the container.
+pub const CT_LAB: &str = "/opt/virt-systemd/lab";
+/// Guest images built on the host (`<target>/lab/images`) inside the container.
+pub const CT_IMAGES: &str = "/opt/virt-systemd/images";
+/// The guest kernel and the default tiny initramfs inside the container.
+pub const CT_BOOT: &str = "/var/lib/libvirt/boot";
+const CT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+static ONE_LAB: Mutex<()> = Mutex::new(());
+
+/// `tests/lab/` in the source tree.
+pub fn lab_src() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/lab")
+}
+
+/// The cargo target directory this test binary was built into.
+fn target_dir() -> PathBuf {
+    Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .parent()
+        .expect("CARGO_TARGET_TMPDIR has a parent")
+        .to_path_buf()
+}
+
+/// Host directory of the freshly built binaries (bind-mounted at [`CT_BIN`]).
+pub fn bin_dir() -> PathBuf {
+    Path::new(env!("CARGO_BIN_EXE_virt-systemd"))
+        .parent()
+        .expect("binary path has a parent")
+        .to_path_buf()
+}
+
+/// Path of a project binary inside the container.
+pub fn ct_bin(name: &str) -> String {
+    format!("{CT_BIN}/{name}")
+}
+
+/// Suites selected by `LAB_SUITES` (comma or space separated), else [`DEFAULT_SUITES`].
+pub fn selected_suites() -> Vec<String> {
+    match std::env::var("LAB_SUITES") {
+        Ok(v) if !v.trim().is_empty() => v
+            .split([',', ' '])
+            .filter(|s| !s.is_empty())
+            .map(str::to_string)
+            .collect(),
+        _ => DEFAULT_SUITES.iter().map(|s| s.to_string()).collect(),
+    }
+}
+
+/// Say something on the terminal even while libtest captures the test's output (libtest only
+/// captures the `print!` family, not writes to the stderr handle).
+pub fn announce(msg: &str) {
+    let _ = writeln!(std::io::stderr(), "{msg}");
+}
+
+fn in_ci() -> bool {
+    std::env::var("CI").as_deref() == Ok("true")
+}
+
+/// Settings of one lab session.
+#[derive(Clone, Debug)]
+pub struct Options {
+    pub suite: String,
+    /// `LAB_LIBVIRT_CGROUPS=1`: libvirt sees usable cgroups and registers `qemu-N-NAME` with
+    /// machined itself; `false`: QEMU stays in libvirtd.service and libvirt does not register.
+    pub libvirt_cgroups: bool,
+}
+
+impl Options {
+    pub fn new(suite: &str) -> Self {
+        Options {
+            suite: suite.to_string(),
+            libvirt_cgroups: false,
+        }
+    }
+    pub fn libvirt_cgroups(mut self, on: bool) -> Self {
+        self.libvirt_cgroups = on;
+        self
+    }
+}
+
+/// A running lab container. Dropping it tears the lab down.
+pub struct Lab {
+    opts: Options,
+    env: Vec<(&'static str, String)>,
+    leader: u32,
+    guardian: Option<Child>,
+    guardian_stdin: Option<ChildStdin>,
+    guardian_log: PathBuf,
+    /// How long `lab-up.sh` took.
+    pub bring_up: Duration,
+    started: Instant,
+    _one_lab: MutexGuard<'static, ()>,
+}
+
+impl Lab {
+    /// Bring up the lab of `suite` with default options (no libvirt cgroups).
+    pub fn up(suite: &str) -> Option<Lab> {
+        Self::up_with(Options::new(suite))
+    }
+
+    /// Bring up a lab; see the module documentation for when this returns `None`.
+    pub fn up_with(opts: Options) -> Option<Lab> {
+        let what = format!(
+            "lab {} (LAB_LIBVIRT_CGROUPS={})",
+            opts.suite, opts.libvirt_cgroups as u8
+        );
+        if !selected_suites().contains(&opts.suite) {
+            announce(&format!(
+                "SKIPPED {what}: suite not selected (LAB_SUITES={})",
+                selected_suites().join(",")
+            ));
+            return None;
+        }
+        if std::env::var("VIRT_SYSTEMD_LAB").as_deref() == Ok("skip") {
+            if in_ci() {
+                announce("lab: VIRT_SYSTEMD_LAB=skip is ignored in CI (CI=true)");
+            } else {
+                announce(&format!(
+                    "SKIPPED {what}: VIRT_SYSTEMD_LAB=skip (lab tests did NOT run)"
+                ));
+                return None;
+            }
+        }
+        let one_lab = ONE_LAB.lock().unwrap_or_else(|e| e.into_inner());
+        match Self::start(opts, one_lab) {
+            Ok(lab) => Some(lab),
+            Err(reason) => panic!("{what} could not come up: {reason}"),
+        }
+    }
+
+    fn start(opts: Options, one_lab: MutexGuard<'static, ()>) -> Result<Lab, String> {
+        let uid = fs::read_to_string("/proc/self/status")
+            .ok()
+            .and_then(|s| {
+                s.lines()
+                    .find(|l| l.starts_with("Uid:"))
+                    .and_then(|l| l.split_whitespace().nth(1).map(str::to_string))
+            })
+            .unwrap_or_default();
+        if uid != "0" {
+            return Err(format!(
+                "the lab needs root (uid is {uid}); set VIRT_SYSTEMD_LAB=skip to opt out outside CI"
+            ));
+        }
+        let lab_dir = target_dir().join("lab");
+        let state = lab_dir.join(format!("state-{}", opts.suite));
+        fs::create_dir_all(&state).map_err(|e| format!("{}: {e}", state.display()))?;
+        let lock = std::env::var("LAB_LOCK")
+            .unwrap_or_else(|_| "/run/lock/virt-systemd-lab.lock".to_string());
+        if let Some(dir) = Path::new(&lock).parent() {
+            let _ = fs::create_dir_all(dir);
+        }
+        let env = vec![
+            ("SUITE", opts.suite.clone()),
+            ("LAB_DIR", lab_dir.display().to_string()),
+            ("LAB_BIN_DIR", bin_dir().display().to_string()),
+            (
+                "LAB_LIBVIRT_CGROUPS",
+                (opts.libvirt_cgroups as u8).to_string(),
+            ),
+            ("LAB_LOCK", lock.clone()),
+            ("LAB_LOCK_HELD", "1".to_string()),
+        ];
+        let guardian_log = state.join("guardian.log");
+        let t0 = Instant::now();
+
+        // The guardian: takes the host-wide lock, says so, waits for EOF on stdin, then tears
+        // the lab down (output to a file: nobody may be left to read a pipe) and releases the
+        // lock by exiting. Own process group, so a terminal's ^C reaches only the tests.
+        let script = r#"trap '' INT HUP TERM PIPE
+echo locked
+while read -r _; do :; done
+exec "$0/lab-down.sh" >> "$1" 2>&1"#;
+        let mut cmd = Command::new("flock");
+        cmd.arg("-w")
+            .arg("1800")
+            .arg(&lock)
+            .args(["bash", "-c", script])
+            .arg(lab_src())
+            .arg(&guardian_log)
+            .envs(env.iter().map(|(k, v)| (k, v)))
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit());
+        std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
+        let mut guardian = cmd
+            .spawn()
+            .map_err(|e| format!("cannot run flock (util-linux): {e}"))?;
+        let guardian_stdin = guardian.stdin.take();
+        let mut first = String::new();
+        let mut out = BufReader::new(guardian.stdout.take().expect("piped"));
+        let _ = fs::write(&guardian_log, "");
+        // A lab session elsewhere on this host may hold the lock for a while: say so.
+        let (got_lock, waiting) = std::sync::mpsc::channel::<()>();
+        std::thread::spawn({
+            let lock = lock.clone();
+            move || {
+                if waiting.recv_timeout(Duration::from_secs(5)).is_err() {
+                    announce(&format!("lab: waiting for the host-wide lab lock {lock}"));
+                }
+            }
+        });
+        out.read_line(&mut first)
+            .map_err(|e| format!("lab lock guardian: {e}"))?;
+        let _ = got_lock.send(());
+        if first.trim() != "locked" {
+            let _ = guardian.wait();
+            return Err(format!(
+                "could not take the host-wide lab lock {lock} within 30 min"
+            ));
+        }
+
+        let mut lab = Lab {
+            opts,
+            env,
+            leader: 0,
+            guardian: Some(guardian),
+            guardian_stdin,
+            guardian_log,
+            bring_up: Duration::ZERO,
+            started: t0,
+            _one_lab: one_lab,
+        };
+        let up = Command::new(lab_src().join("lab-up.sh"))
+            .envs(lab.env.iter().map(|(k, v)| (k, v)))
+            .stdin(Stdio::null())
+            .output()
+            .map_err(|e| format!("cannot run lab-up.sh: {e}"))?;
+        lab.bring_up = t0.elapsed();
+        let log = format!(
+            "{}{}",
+            String::from_utf8_lossy(&up.stdout),
+            String::from_utf8_lossy(&up.stderr)
+        );
+        eprint!("{log}");
+        if !up.status.success() {
+            let tail: Vec<&str> = log.lines().rev().take(25).collect();
+            let tail: Vec<&str> = tail.into_iter().rev().collect();
+            return Err(format!(
+                "lab-up.sh failed ({}):\n{}",
+                up.status,
+                tail.join("\n")
+            ));
+        }
+        let leader = fs::read_to_string(state.join("leader.pid"))
+            .map_err(|e| format!("no leader.pid after lab-up: {e}"))?;
+        lab.leader = leader
+            .trim()
+            .parse()
+            .map_err(|e| format!("bad leader.pid {leader:?}: {e}"))?;
+        announce(&format!(
+            "lab {} up in {:.1} s ({})",
+            lab.opts.suite,
+            lab.bring_up.as_secs_f64(),
+            lab.versions().replace('\n', "; ")
+        ));
+        Ok(lab)
+    }
+
+    pub fn suite(&self) -> &str {
+        &self.opts.suite
+    }
+
+    pub fn options(&self) -> &Options {
+        &self.opts
+    }
+
+    /// Component versions as lab-up.sh recorded them.
+    pub fn versions(&self) -> String {
+        let p = target_dir()
+            .join("lab")
+            .join(format!("state-{}/versions", self.opts.suite));
+        fs::read_to_string(p).unwrap_or_default().trim().to_string()
+    }
+
+    fn ct_command(&self, argv: &[&str]) -> Command {
+        let mut c = Command::new("nsenter");
+        c.arg("-t")
+            .arg(self.leader.to_string())
+            .args(["-a", "env", "-i"])
+            .arg(format!("PATH={CT_PATH}"))
+            .args(["HOME=/root", "LANG=C.UTF-8", "TERM=dumb"])
+            .args(argv);
+        c
+    }
+
+    /// Run `argv` inside the container (the process stays in the host's cgroup: use
+    /// `systemd-run` for anything long-lived).
+    pub fn exec(&self, argv: &[&str]) -> Output {
+        self.exec_stdin(argv, &[])
+    }
+
+    /// Like [`Lab::exec`], feeding `input` on stdin.
+    pub fn exec_stdin(&self, argv: &[&str], input: &[u8]) -> Output {
+        let mut child = self
+            .ct_command(argv)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("nsenter {argv:?}: {e}"));
+        let mut stdin = child.stdin.take().expect("piped");
+        let input = input.to_vec();
+        let writer = std::thread::spawn(move || {
+            let _ = stdin.write_all(&input);
+        });
+        let out = child
+            .wait_with_output()
+            .unwrap_or_else(|e| panic!("nsenter {argv:?}: {e}"));
+        let _ = writer.join();
+        out
+    }
+
+    /// Run `argv` in the container, panic unless it succeeds; its stdout.
+    pub fn run(&self, argv: &[&str]) -> String {
+        let out = self.exec(argv);
+        check(argv, &out);
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// Run a shell script (`sh -c`) in the container, panic unless it succeeds; its stdout.
+    pub fn sh(&self, script: &str) -> String {
+        self.run(&["sh", "-c", script])
+    }
+
+    /// Write `data` to `path` inside the container (mode in octal, e.g. "644").
+    pub fn write_file(&self, path: &str, data: &[u8], mode: &str) {
+        let argv = [
+            "sh",
+            "-c",
+            "mkdir -p \"$(dirname \"$1\")\" && cat > \"$1\" && chmod \"$2\" \"$1\"",
+            "sh",
+            path,
+            mode,
+        ];
+        let out = self.exec_stdin(&argv, data);
+        check(&argv, &out);
+    }
+
+    /// Copy a host file into the container.
+    pub fn copy_in(&self, host: &Path, path: &str, mode: &str) {
+        let data = fs::read(host).unwrap_or_else(|e| panic!("{}: {e}", host.display()));
+        self.write_file(path, &data, mode);
+    }
+
+    /// Read a file inside the container.
+    pub fn read_file(&self, path: &str) -> Vec<u8> {
+        let out = self.exec(&["cat", path]);
+        check(&["cat", path], &out);
+        out.stdout
+    }
+
+    /// Install `script` as `/etc/libvirt/hooks/qemu.d/NAME` and restart libvirtd (libvirt reads
+    /// its hooks directory only at start-up). Same mechanism as `hook-install.sh`.
+    pub fn install_hook(&self, name: &str, script: &[u8]) {
+        self.hook_install(&[name, "-"], script);
+    }
+
+    /// Remove a hook installed with [`Lab::install_hook`] and restart libvirtd.
+    pub fn remove_hook(&self, name: &str) {
+        self.hook_install(&["--remove", name], &[]);
+    }
+
+    fn hook_install(&self, args: &[&str], input: &[u8]) {
+        let mut child = Command::new(lab_src().join("hook-install.sh"))
+            .args(args)
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("hook-install.sh");
+        child
+            .stdin
+            .take()
+            .expect("piped")
+            .write_all(input)
+            .expect("hook-install.sh stdin");
+        let out = child.wait_with_output().expect("hook-install.sh");
+        check(&["hook-install.sh"], &out);
+    }
+
+    /// Run `tests/lab/SCRIPT ARGS` on the host with this lab's settings (SUITE, LAB_DIR, …);
+    /// panics unless it succeeds.
+    pub fn host_script(&self, script: &str, args: &[&str]) -> Output {
+        let out = Command::new(lab_src().join(script))
+            .args(args)
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
+            .stdin(Stdio::null())
+            .output()
+            .unwrap_or_else(|e| panic!("{script}: {e}"));
+        check(&[script], &out);
+        out
+    }
+
+    /// `virsh ARGS` in the container; panics unless it succeeds.
+    pub fn virsh(&self, args: &[&str]) -> String {
+        let mut argv = vec!["virsh"];
+        argv.extend_from_slice(args);
+        self.run(&argv)
+    }
+
+    /// Poll `cond` every 250 ms until it returns `Some`, or panic after `timeout`.
+    pub fn wait_for<T>(
+        &self,
+        what: &str,
+        timeout: Duration,
+        mut cond: impl FnMut() -> Option<T>,
+    ) -> T {
+        let t0 = Instant::now();
+        loop {
+            if let Some(v) = cond() {
+                return v;
+            }
+            if t0.elapsed() > timeout {
+                panic!(
+                    "lab {}: timed out after {timeout:?} waiting for {what}",
+                    self.suite()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(250));
+        }
+    }
+
+    /// Wait until the file at `path` in the container contains `needle`; its content.
+    pub fn wait_for_text(&self, path: &str, needle: &str, timeout: Duration) -> Vec<u8> {
+        self.wait_for(&format!("{needle:?} in {path}"), timeout, || {
+            let out = self.exec(&["cat", path]);
+            let hay = out.stdout;
+            hay.windows(needle.len())
+                .any(|w| w == needle.as_bytes())
+                .then_some(hay)
+        })
+    }
+
+    /// Tear down now; Ok(lab-down's output) when it says nothing was left behind.
+    pub fn down(mut self) -> Result<String, String> {
+        self.teardown()
+    }
+
+    fn teardown(&mut self) -> Result<String, String> {
+        let Some(mut guardian) = self.guardian.take() else {
+            return Ok(String::new());
+        };
+        let t0 = Instant::now();
+        drop(self.guardian_stdin.take()); // EOF: the guardian runs lab-down.sh
+        let status = guardian.wait();
+        let mut log = String::new();
+        if let Ok(mut f) = fs::File::open(&self.guardian_log) {
+            let _ = f.read_to_string(&mut log);
+        }
+        announce(&format!(
+            "lab {} down in {:.1} s (session {:.1} s)",
+            self.opts.suite,
+            t0.elapsed().as_secs_f64(),
+            self.started.elapsed().as_secs_f64()
+        ));
+        match status {
+            Ok(s) if s.success() => Ok(log),
+            Ok(s) => Err(format!("lab-down.sh {s}:\n{log}")),
+            Err(e) => Err(format!("lab guardian: {e}\n{log}")),
+        }
+    }
+}
+
+impl Drop for Lab {
+    fn drop(&mut self) {
+        if let Err(e) = self.teardown() {
+            announce(&format!("lab {}: teardown problem: {e}", self.opts.suite));
+        }
+    }
+}
+
+fn check(argv: &[&str], out: &Output) {
+    assert!(
+        out.status.success(),
+        "{argv:?} failed in the lab ({}):\nstdout: {}\nstderr: {}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
