@@ -139,6 +139,19 @@ pub fn append_children(
     indent: &str,
     kids: &[String],
 ) -> (Vec<Edit>, bool) {
+    append_children_skipping(text, style, parent, indent, kids, &[])
+}
+
+/// Like [`append_children`], for a parent some of whose children the same rewrite removes
+/// (`--force`): they do not count as the last child, so the result does not depend on them.
+pub fn append_children_skipping(
+    text: &str,
+    style: &Style,
+    parent: Node,
+    indent: &str,
+    kids: &[String],
+    removed: &[roxmltree::NodeId],
+) -> (Vec<Edit>, bool) {
     let r = parent.range();
     let ste = start_tag_end(text, r.start);
     let self_closing = ste == r.end && text[..ste].ends_with("/>");
@@ -161,28 +174,32 @@ pub fn append_children(
     }
     let at = parent
         .children()
-        .rfind(|c| c.is_element())
+        .rfind(|c| c.is_element() && !removed.contains(&c.id()))
         .map_or(ste, |c| c.range().end);
     (vec![Edit::insert(at, body)], false)
 }
 
-/// Insert `element` right after `sibling` on its own line.
+/// Insert `element` right after `sibling`, on its own line at the parent's child
+/// indentation (not the sibling's: it may share a line with something else, and what we
+/// insert must not change how the next run lays things out).
 pub fn insert_after(text: &str, style: &Style, sibling: Node, element: &str) -> Edit {
-    let ind = style.indent_of(text, sibling);
+    let ind = sibling
+        .parent()
+        .map_or(String::new(), |p| style.child_indent(text, p));
     Edit::insert(
         sibling.range().end,
-        style.lines(ind, &[element.to_string()]),
+        style.lines(&ind, &[element.to_string()]),
     )
 }
 
-/// Insert `element` right before `sibling`, keeping `sibling` on its own line.
-pub fn insert_before(text: &str, style: &Style, sibling: Node, element: &str) -> Edit {
+/// Insert `element` right before `sibling`. When `sibling` starts its line, the element
+/// takes over that line break and indentation and `sibling` gets a fresh one: exactly what
+/// removal (the element and the line break before it) undoes.
+pub fn insert_before(text: &str, _style: &Style, sibling: Node, element: &str) -> Edit {
     let mut s = element.to_string();
-    if !style.nl.is_empty() {
-        if let Some((nl, ind)) = line_indent(text, sibling.range().start) {
-            s.push_str(nl);
-            s.push_str(ind);
-        }
+    if let Some((nl, ind)) = line_indent(text, sibling.range().start) {
+        s.push_str(nl);
+        s.push_str(ind);
     }
     Edit::insert(sibling.range().start, s)
 }

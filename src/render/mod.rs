@@ -15,7 +15,9 @@ use crate::error::{Error, Result};
 use crate::intent::{self, Intent, Request};
 use crate::metadata::{self, CmdlineMode, KernelCmdline, ManagedCredential, Record};
 use crate::xmltext::{escape_attr, escape_text, removable_lead};
-use layout::{append_children, content_range, insert_after, insert_before, Style};
+use layout::{
+    append_children, append_children_skipping, content_range, insert_after, insert_before, Style,
+};
 use splice::Edit;
 use strip::{oem_entries, sysinfo};
 
@@ -251,6 +253,7 @@ fn render(
     // other io.systemd. strings we leave alone.
     let entries = oem_entries(d);
     let mut kept = entries.len();
+    let mut forced: Vec<roxmltree::NodeId> = Vec::new();
     for e in &entries {
         let s = e.text().unwrap_or("");
         let (clash, label) = match classify(s) {
@@ -276,6 +279,7 @@ fn render(
             edits.push(Edit::remove(
                 removable_lead(text, e.range().start)..e.range().end,
             ));
+            forced.push(e.id());
             kept -= 1;
         } else {
             return Err(Error::Conflict(format!(
@@ -330,7 +334,7 @@ fn render(
                 Some(o) => {
                     let ind = st.child_indent(text, o);
                     let kids = entries_xml(&st, &ind, &oem);
-                    let (e, opened) = append_children(text, &st, o, &ind, &kids);
+                    let (e, opened) = append_children_skipping(text, &st, o, &ind, &kids, &forced);
                     edits.extend(e);
                     if opened {
                         rec.expanded.push("oemStrings".into());
@@ -384,6 +388,7 @@ fn render(
                 edits.push(Edit::remove(
                     removable_lead(text, e.range().start)..e.range().end,
                 ));
+                forced.push(e.id());
             }
         }
         let entry = |c: &Credential, ind: &str| {
@@ -406,7 +411,7 @@ fn render(
             Some(fw) => {
                 let ind = st.child_indent(text, fw);
                 let kids: Vec<_> = fwcfg.iter().map(|c| entry(c, &ind)).collect();
-                let (e, opened) = append_children(text, &st, fw, &ind, &kids);
+                let (e, opened) = append_children_skipping(text, &st, fw, &ind, &kids, &forced);
                 edits.extend(e);
                 if opened {
                     rec.expanded.push("fwcfg".into());
