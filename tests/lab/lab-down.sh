@@ -19,7 +19,12 @@ if L=$(lab_leader); then
   ct systemctl poweroff >/dev/null 2>&1 || true
   for _ in $(seq 1 300); do [ -d "/proc/$P" ] || break; sleep 0.1; done
   if [ -d "/proc/$P" ]; then
-    lab_log "container did not power off in 30 s: killing its PID 1"
+    lab_log "container did not power off in 30 s: killing its PID 1; what was left:"
+    NS=$(cat "$STATE/pidns" 2>/dev/null || true)
+    for d in /proc/[0-9]*; do
+      [ -n "$NS" ] && [ "$(readlink "$d/ns/pid" 2>/dev/null)" = "$NS" ] || continue
+      lab_log "  pid ${d#/proc/} $(cut -d' ' -f3 "$d/stat" 2>/dev/null) $(cat "$d/comm" 2>/dev/null) wchan=$(cat "$d/wchan" 2>/dev/null)"
+    done
     kill -KILL "$L" 2>/dev/null
     for _ in $(seq 1 100); do [ -d "/proc/$P" ] || break; sleep 0.1; done
     [ -d "/proc/$P" ] && { kill -KILL "$P" 2>/dev/null; sleep 0.5; }

@@ -112,7 +112,7 @@ pub struct Lab {
     guardian: Option<Child>,
     guardian_stdin: Option<ChildStdin>,
     guardian_log: PathBuf,
-    /// How long `lab-up.sh` took.
+    /// How long `lab-up.sh` took (not counting the wait for the lock).
     pub bring_up: Duration,
     started: Instant,
     _one_lab: MutexGuard<'static, ()>,
@@ -188,7 +188,7 @@ impl Lab {
             ("LAB_LOCK_HELD", "1".to_string()),
         ];
         let guardian_log = state.join("guardian.log");
-        let t0 = Instant::now();
+        let waiting = Instant::now();
 
         // The guardian: takes the host-wide lock, says so, waits for EOF on stdin, then tears
         // the lab down (output to a file: nobody may be left to read a pipe) and releases the
@@ -217,11 +217,11 @@ exec "$0/lab-down.sh" >> "$1" 2>&1"#;
         let mut out = BufReader::new(guardian.stdout.take().expect("piped"));
         let _ = fs::write(&guardian_log, "");
         // A lab session elsewhere on this host may hold the lock for a while: say so.
-        let (got_lock, waiting) = std::sync::mpsc::channel::<()>();
+        let (got_lock, lock_rx) = std::sync::mpsc::channel::<()>();
         std::thread::spawn({
             let lock = lock.clone();
             move || {
-                if waiting.recv_timeout(Duration::from_secs(5)).is_err() {
+                if lock_rx.recv_timeout(Duration::from_secs(5)).is_err() {
                     announce(&format!("lab: waiting for the host-wide lab lock {lock}"));
                 }
             }
@@ -229,13 +229,20 @@ exec "$0/lab-down.sh" >> "$1" 2>&1"#;
         out.read_line(&mut first)
             .map_err(|e| format!("lab lock guardian: {e}"))?;
         let _ = got_lock.send(());
+        if waiting.elapsed() > Duration::from_secs(5) {
+            announce(&format!(
+                "lab: got the lab lock after {:.1} s",
+                waiting.elapsed().as_secs_f64()
+            ));
+        }
         if first.trim() != "locked" {
             let _ = guardian.wait();
             return Err(format!(
-                "could not take the host-wide lab lock {lock} within 30 min"
+                "could not take the host-wide lab lock {lock} (flock failed, or another lab session held it for 30 min)"
             ));
         }
 
+        let t0 = Instant::now();
         let mut lab = Lab {
             opts,
             env,
