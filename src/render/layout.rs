@@ -60,12 +60,22 @@ impl Style {
     /// Indentation for children of `parent`: that of its last child on its own line, else
     /// the parent's plus one unit.
     pub fn child_indent(&self, text: &str, parent: Node) -> String {
+        self.child_indent_skipping(text, parent, &[])
+    }
+
+    /// Like [`Style::child_indent`], ignoring children this rewrite removes.
+    pub fn child_indent_skipping(
+        &self,
+        text: &str,
+        parent: Node,
+        removed: &[roxmltree::NodeId],
+    ) -> String {
         if self.nl.is_empty() {
             return String::new();
         }
         let kid = parent
             .children()
-            .filter(|c| c.is_element())
+            .filter(|c| c.is_element() && !removed.contains(&c.id()))
             .filter_map(|c| line_indent(text, c.range().start))
             .next_back();
         match kid {

@@ -332,7 +332,7 @@ fn render(
         match si {
             Some(si) => match child(si, "oemStrings") {
                 Some(o) => {
-                    let ind = st.child_indent(text, o);
+                    let ind = st.child_indent_skipping(text, o, &forced);
                     let kids = entries_xml(&st, &ind, &oem);
                     let (e, opened) = append_children_skipping(text, &st, o, &ind, &kids, &forced);
                     edits.extend(e);
@@ -409,7 +409,7 @@ fn render(
         };
         match fw {
             Some(fw) => {
-                let ind = st.child_indent(text, fw);
+                let ind = st.child_indent_skipping(text, fw, &forced);
                 let kids: Vec<_> = fwcfg.iter().map(|c| entry(c, &ind)).collect();
                 let (e, opened) = append_children_skipping(text, &st, fw, &ind, &kids, &forced);
                 edits.extend(e);
