@@ -71,7 +71,7 @@ cargo fuzz run --debug-assertions --sanitizer "$san" "$target" \
 after="$(ls "artifacts/$target" | wc -l)"
 echo "fuzz: corpus/$target holds $(ls "corpus/$target" | wc -l) inputs" >&2
 if [ "$status" -ne 0 ] || [ "$after" -gt "$before" ]; then
-  echo "fuzz: FAILED (exit $status); inputs in fuzz/artifacts/$target/:" >&2
+  echo "fuzz: FAILED (exit $status, $((after - before)) new failing inputs); newest in fuzz/artifacts/$target/:" >&2
   ls -t "artifacts/$target" | head -n 20 | sed 's/^/  /' >&2
   exit 1
 fi
