@@ -35,6 +35,8 @@ pub struct Intent {
     pub notify: Option<u32>,
     pub vsock: bool,
     pub kernel_cmdline: Option<String>,
+    /// Recorded credentials now set by --machine-id/--notify instead (for a note).
+    pub replaced_by_derived: Vec<String>,
 }
 
 /// Resolve. `current` gives the value a recorded credential has in the document now.
@@ -131,11 +133,26 @@ pub fn resolve(
         }
     }
 
+    let derived = |name: &str, it: &Intent| {
+        (name == credential::MACHINE_ID && it.machine_id)
+            || (name == credential::NOTIFY_SOCKET && it.notify.is_some())
+    };
+    // A credential recorded earlier under a name that --machine-id/--notify now set gives
+    // way to them; asking for both in one request is a contradiction.
+    let asked: Vec<&str> = req.credentials.iter().map(|c| c.name.as_str()).collect();
+    let (keep, gone): (Vec<Credential>, Vec<Credential>) = std::mem::take(&mut it.credentials)
+        .into_iter()
+        .partition(|c| asked.contains(&c.name.as_str()) || !derived(&c.name, &it));
+    it.credentials = keep;
+    it.replaced_by_derived = gone.into_iter().map(|c| c.name).collect();
+    let missing = std::mem::take(&mut it.missing);
+    it.missing = missing
+        .into_iter()
+        .filter(|m| !derived(&m.name, &it))
+        .collect();
     for c in &it.credentials {
         c.validate()?;
-        let derived = (c.name == credential::MACHINE_ID && it.machine_id)
-            || (c.name == credential::NOTIFY_SOCKET && it.notify.is_some());
-        if derived {
+        if derived(&c.name, &it) {
             return Err(Error::invalid(format!(
                 "credential {} is set by {}; do not pass it as a credential too",
                 c.name,

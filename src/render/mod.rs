@@ -71,17 +71,22 @@ pub fn rewrite(
     let d = DomainXml::parse(input)?;
     let record = metadata::read(&d)?;
     let it = intent::resolve(defaults, record.as_ref(), &|mc| current_value(&d, mc), req)?;
-    let (clean, mut notes, carry) = match &record {
-        Some(r) => {
-            let s = strip::strip(&d, r, strip::Mode::KeepIdentity);
-            let carry = Carry {
-                uuid_created: r.created("uuid"),
-                smbios_was: r.smbios_was.clone(),
-            };
-            (splice::apply(input, s.edits), s.notes, carry)
-        }
-        None => (input.to_string(), vec![], Carry::default()),
+    let Some(r) = &record else {
+        // Nothing of ours to strip: render onto the document already parsed.
+        let (edits, notes) = render(&d, &it, &Carry::default(), req.force, new_uuid)?;
+        return Ok(Outcome {
+            text: splice::apply(input, edits),
+            notes,
+        });
     };
+    let s = strip::strip(&d, r, strip::Mode::KeepIdentity);
+    let carry = Carry {
+        uuid_created: r.created("uuid"),
+        smbios_was: r.smbios_was.clone(),
+    };
+    let mut notes = s.notes;
+    let clean = splice::apply(input, s.edits);
+    drop(d); // one document at a time: large domains are several MiB parsed
     let d2 = DomainXml::parse(&clean)?;
     let (edits, more) = render(&d2, &it, &carry, req.force, new_uuid)?;
     notes.extend(more);
@@ -485,6 +490,16 @@ fn render(
         })
         .chain(it.missing.iter().cloned())
         .collect();
+    for n in &it.replaced_by_derived {
+        notes.push(format!(
+            "credential {n} is now set by {}",
+            if n == credential::MACHINE_ID {
+                "--machine-id"
+            } else {
+                "--notify"
+            }
+        ));
+    }
     for m in &it.missing {
         notes.push(format!(
             "credential {} is recorded as managed but its entry is missing; pass it again to restore it",
