@@ -91,23 +91,31 @@ impl Observer {
             }
             Err(e) => return Err(method_error(e)),
         };
-        let p = zbus::blocking::Proxy::new(&self.conn, MACHINED, path, MACHINE)
-            .map_err(|e| e.to_string())?;
-        let id: Option<Vec<u8>> = p.get_property("Id").ok();
+        // One GetAll: a slow machined costs one timeout, not one per property.
+        let p = zbus::blocking::Proxy::new(
+            &self.conn,
+            MACHINED,
+            path,
+            "org.freedesktop.DBus.Properties",
+        )
+        .map_err(|e| e.to_string())?;
+        let props: std::collections::HashMap<String, zbus::zvariant::OwnedValue> =
+            p.call("GetAll", &(MACHINE,)).map_err(method_error)?;
+        let get = |k: &str| props.get(k).and_then(|v| v.try_clone().ok());
+        let string = |k: &str| get(k).and_then(|v| String::try_from(v).ok());
+        let u32_ = |k: &str| get(k).and_then(|v| u32::try_from(v).ok());
+        let id: Option<Vec<u8>> = get("Id").and_then(|v| Vec::<u8>::try_from(v).ok());
         Ok(Some(MachineView {
-            name: p.get_property("Name").unwrap_or_else(|_| name.to_string()),
-            state: p.get_property("State").ok(),
-            service: p.get_property("Service").ok(),
-            class: p.get_property("Class").ok(),
+            name: string("Name").unwrap_or_else(|| name.to_string()),
+            state: string("State"),
+            service: string("Service"),
+            class: string("Class"),
             id: id
                 .filter(|b| b.len() == 16)
                 .map(|b| b.iter().map(|x| format!("{x:02x}")).collect()),
-            leader: p.get_property("Leader").ok(),
-            unit: p.get_property("Unit").ok(),
-            vsock_cid: p
-                .get_property::<u32>("VSockCID")
-                .ok()
-                .filter(|&c| c != u32::MAX),
+            leader: u32_("Leader"),
+            unit: string("Unit"),
+            vsock_cid: u32_("VSockCID").filter(|&c| c != u32::MAX),
         }))
     }
 
