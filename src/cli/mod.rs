@@ -2,6 +2,7 @@
 //! completion generators.
 
 pub mod hook_install;
+pub mod notify;
 pub mod rewrite;
 pub mod show;
 pub mod status;
@@ -49,6 +50,79 @@ pub enum Command {
     Doctor(DoctorArgs),
     /// Install (or remove) the libvirt hook link qemu.d/50-virt-systemd
     HookInstall(HookInstallArgs),
+    /// Receive guests' readiness notifications over AF_VSOCK (the host service)
+    NotifyListener(NotifyListenerArgs),
+    /// Wait until a domain's guest reports READY=1 (or SSH) in its current boot
+    #[command(
+        after_help = "Exit status: 0 ready, 15 timed out, 16 domain not running, \
+                            17 domain not started with readiness notification."
+    )]
+    WaitReady(WaitReadyArgs),
+    /// SSH into a domain's guest over vsock
+    Ssh(SshArgs),
+    /// Connect stdin/stdout to a guest's vsock port (for ssh's ProxyCommand)
+    VsockProxy(VsockProxyArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct NotifyListenerArgs {
+    /// vsock port [default: the config's notify port, 8742]
+    #[arg(long, value_name = "PORT")]
+    pub port: Option<u32>,
+    /// A domain on a user-space vsock backend: also listen on UDS_PATH_PORT for it
+    /// (repeatable; adds to [notify.hybrid] in the config)
+    #[arg(long = "hybrid", value_name = "DOMAIN=UDS_PATH")]
+    pub hybrid: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct WaitReadyArgs {
+    /// Domain name or UUID
+    #[arg(value_name = "DOMAIN")]
+    pub domain: String,
+    /// Give up after this many seconds [default: wait forever]
+    #[arg(long, value_name = "SECONDS")]
+    pub timeout: Option<f64>,
+    /// Wait for ssh-access.target instead of READY=1
+    #[arg(long)]
+    pub ssh: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct SshArgs {
+    /// Domain name or UUID
+    #[arg(value_name = "DOMAIN")]
+    pub domain: String,
+    /// Arguments for ssh (after --): options, then the remote command
+    #[arg(last = true, value_name = "SSH_ARGS")]
+    pub args: Vec<std::ffi::OsString>,
+}
+
+#[derive(Debug, Args)]
+#[command(
+    override_usage = "virt-systemd vsock-proxy CID [PORT]\n       virt-systemd vsock-proxy --uds PATH [PORT]"
+)]
+pub struct VsockProxyArgs {
+    /// CID and port (AF_VSOCK), or only the port with --uds; the port defaults to 22
+    #[arg(value_name = "CID|PORT", num_args = 0..=2)]
+    pub target: Vec<u32>,
+    /// Reach the guest through a hybrid-vsock backend socket instead (CONNECT PORT)
+    #[arg(long, value_name = "PATH")]
+    pub uds: Option<std::path::PathBuf>,
+}
+
+impl VsockProxyArgs {
+    /// (CID, port) from the positionals.
+    pub fn resolve(&self) -> Result<(Option<u32>, u32), String> {
+        match (self.uds.is_some(), self.target.as_slice()) {
+            (true, []) => Ok((None, 22)),
+            (true, [p]) => Ok((None, *p)),
+            (false, [c]) => Ok((Some(*c), 22)),
+            (false, [c, p]) => Ok((Some(*c), *p)),
+            (false, []) => Err("vsock-proxy needs a CID (or --uds PATH)".into()),
+            _ => Err("vsock-proxy takes CID [PORT], or --uds PATH [PORT]".into()),
+        }
+    }
 }
 
 #[derive(Debug, Args)]

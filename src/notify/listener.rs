@@ -354,6 +354,10 @@ impl VsockListener {
         ))
     }
 
+    pub fn fd(&self) -> RawFd {
+        self.0.as_raw_fd()
+    }
+
     /// The port actually bound (useful with VMADDR_PORT_ANY).
     pub fn port(&self) -> std::io::Result<u32> {
         sock_vsock_port(self.0.as_raw_fd())

@@ -118,6 +118,29 @@ fn run(cli: &Cli, notes: &mut Vec<String>) -> Result<()> {
                 .map(|m| format!("{m}\n"))
                 .collect::<String>())
         }
+        Command::NotifyListener(a) => {
+            let mut hybrid = Vec::new();
+            for h in &a.hybrid {
+                let (d, p) = h.split_once('=').ok_or_else(|| {
+                    Error::invalid(format!("--hybrid wants DOMAIN=UDS_PATH, got {h:?}"))
+                })?;
+                hybrid.push((d.to_string(), std::path::PathBuf::from(p)));
+            }
+            virt_systemd::logging::init("virt-systemd-notify");
+            cli::notify::listener(&cfg, a.port, &hybrid)
+        }
+        Command::WaitReady(a) => {
+            let code = cli::notify::wait_ready(&cfg, &a.domain, a.timeout, a.ssh);
+            if code != 0 {
+                std::process::exit(code.into());
+            }
+            Ok(())
+        }
+        Command::Ssh(a) => cli::notify::ssh(&cfg, &a.domain, &a.args),
+        Command::VsockProxy(a) => {
+            let (cid, port) = a.resolve().map_err(Error::invalid)?;
+            cli::notify::vsock_proxy(cid, a.uds.as_deref(), port)
+        }
     }
 }
 

@@ -1,0 +1,232 @@
+//! `notify-listener`, `wait-ready` and `vsock-proxy` as processes: standalone and
+//! socket-activated (LISTEN_FDS), over hybrid-vsock UNIX sockets, with the exit codes
+//! scripts rely on.
+
+use std::io::{Read, Write};
+use std::os::fd::AsRawFd;
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::os::unix::process::CommandExt;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+use virt_systemd::state::{DomainState, Store};
+
+const BIN: &str = env!("CARGO_BIN_EXE_virt-systemd");
+
+struct Kill(Child);
+impl Drop for Kill {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn setup() -> tempfile::TempDir {
+    let d = tempfile::tempdir().unwrap();
+    let store = Store::new(&d.path().join("state"));
+    for (name, uuid, enabled) in [
+        ("g1", "11111111-2222-4333-8444-555555555555", true),
+        ("g2", "21111111-2222-4333-8444-555555555555", true),
+        ("plain", "31111111-2222-4333-8444-555555555555", false),
+        ("g3", "41111111-2222-4333-8444-555555555555", true),
+    ] {
+        store
+            .save(&DomainState {
+                domain: name.into(),
+                uuid: uuid.into(),
+                enabled,
+                notify_port: enabled.then_some(8742),
+                vsock_cid: Some(3),
+                ..Default::default()
+            })
+            .unwrap();
+    }
+    std::fs::write(
+        d.path().join("c.toml"),
+        format!(
+            "[hook]\nstate_dir = \"{0}/state\"\n[notify]\nidle_ms = 100\n[notify.hybrid]\ng3 = \"{0}/g3.vsock\"\n",
+            d.path().display()
+        ),
+    )
+    .unwrap();
+    d
+}
+
+fn cmd(d: &Path) -> Command {
+    let mut c = Command::new(BIN);
+    c.arg("--config").arg(d.join("c.toml"));
+    c
+}
+
+fn wait_path(p: &Path) {
+    let t = Instant::now();
+    while !p.exists() {
+        assert!(
+            t.elapsed() < Duration::from_secs(10),
+            "{} never appeared",
+            p.display()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn notify(p: &Path, msg: &[u8]) {
+    let mut s = UnixStream::connect(p).unwrap();
+    s.write_all(msg).unwrap();
+    s.shutdown(std::net::Shutdown::Write).unwrap();
+    let _ = s.read_to_end(&mut vec![]);
+}
+
+#[test]
+fn wait_ready_exit_codes() {
+    let d = setup();
+    let code = |args: &[&str]| cmd(d.path()).args(args).output().unwrap();
+    let o = code(&["wait-ready", "nope", "--timeout", "1"]);
+    assert_eq!(o.status.code(), Some(16), "not running");
+    let o = code(&["wait-ready", "plain", "--timeout", "1"]);
+    assert_eq!(o.status.code(), Some(17), "not enabled");
+    assert!(String::from_utf8_lossy(&o.stderr).contains("not started with readiness notification"));
+    let t = Instant::now();
+    let o = code(&["wait-ready", "g2", "--timeout", "0.3"]);
+    assert_eq!(o.status.code(), Some(15), "timed out");
+    assert!(t.elapsed() < Duration::from_secs(5));
+}
+
+#[test]
+fn listener_standalone_over_hybrid_socket_and_wait_ready() {
+    let d = setup();
+    let uds = d.path().join("g1.vsock");
+    // Standalone also binds AF_VSOCK (port 0 = any, as no other test may own 8742).
+    let _l = Kill(
+        cmd(d.path())
+            .args(["notify-listener", "--port", "4294967295"])
+            .arg("--hybrid")
+            .arg(format!("g1={}", uds.display()))
+            .env("VIRT_SYSTEMD_LOG_STDERR", "1")
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let sock = d.path().join("g1.vsock_4294967295");
+    wait_path(&sock);
+    let waiter = cmd(d.path())
+        .args(["wait-ready", "g1", "--timeout", "20"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    notify(
+        &sock,
+        b"STATUS=Reached multi-user\nX_SYSTEMD_UNIT_ACTIVE=ssh-access.target\nREADY=1\n",
+    );
+    let o = waiter.wait_with_output().unwrap();
+    assert_eq!(o.status.code(), Some(0));
+    assert_eq!(
+        String::from_utf8_lossy(&o.stdout).trim(),
+        "Reached multi-user"
+    );
+    let o = cmd(d.path())
+        .args(["wait-ready", "g1", "--ssh", "--timeout", "1"])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(0), "ssh-access.target seen");
+}
+
+#[test]
+fn listener_socket_activated() {
+    let d = setup();
+    let path = d.path().join("g3.vsock_8742");
+    let unix = UnixListener::bind(&path).unwrap();
+    let vsock = virt_systemd::notify::listener::VsockListener::bind(u32::MAX).unwrap();
+    let (ufd, vfd) = (unix.as_raw_fd(), vsock.fd());
+    let mut c = Command::new("sh");
+    c.arg("-c")
+        .arg("LISTEN_PID=$$ LISTEN_FDS=2 exec \"$0\" --config \"$1\" notify-listener")
+        .arg(BIN)
+        .arg(d.path().join("c.toml"))
+        .env("VIRT_SYSTEMD_LOG_STDERR", "1")
+        .stderr(Stdio::piped());
+    unsafe {
+        c.pre_exec(move || {
+            // Both sockets at fds 3 and 4, as systemd passes them.
+            // Park them above 4 first, so neither dup2 clobbers the other's source.
+            let (u, v) = (
+                libc::fcntl(ufd, libc::F_DUPFD, 10),
+                libc::fcntl(vfd, libc::F_DUPFD, 10),
+            );
+            if u < 0 || v < 0 || libc::dup2(u, 3) < 0 || libc::dup2(v, 4) < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let mut l = Kill(c.spawn().unwrap());
+    let mut err = l.0.stderr.take().unwrap();
+    let mut line = Vec::new();
+    let mut b = [0u8; 1];
+    while !line.ends_with(b"\n") {
+        if err.read(&mut b).unwrap() == 0 {
+            break;
+        }
+        line.push(b[0]);
+    }
+    let line = String::from_utf8_lossy(&line);
+    assert!(
+        line.contains("1 vsock, 1 hybrid socket(s), socket-activated"),
+        "{line}"
+    );
+    drop(vsock);
+    notify(&path, b"READY=1\nSTATUS=activated\n");
+    let o = cmd(d.path())
+        .args(["wait-ready", "g3", "--timeout", "10"])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(0));
+    assert_eq!(String::from_utf8_lossy(&o.stdout).trim(), "activated");
+}
+
+#[test]
+fn vsock_proxy_through_a_hybrid_backend_socket() {
+    // Stands in for vhost-device-vsock's host side: CONNECT PORT, OK, then the guest's
+    // service (an echo) — the real backend runs in the lab test.
+    let d = tempfile::tempdir().unwrap();
+    let p = d.path().join("backend.sock");
+    let l = UnixListener::bind(&p).unwrap();
+    std::thread::spawn(move || {
+        let (mut s, _) = l.accept().unwrap();
+        let mut req = Vec::new();
+        let mut b = [0u8; 1];
+        while !req.ends_with(b"\n") {
+            s.read_exact(&mut b).unwrap();
+            req.push(b[0]);
+        }
+        assert_eq!(req, b"CONNECT 22\n");
+        s.write_all(b"OK 1073741824\n").unwrap();
+        let mut buf = Vec::new();
+        s.read_to_end(&mut buf).unwrap();
+        s.write_all(&buf).unwrap();
+    });
+    let mut c = Command::new(BIN)
+        .args(["vsock-proxy", "--uds"])
+        .arg(&p)
+        .arg("22")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    c.stdin
+        .take()
+        .unwrap()
+        .write_all(b"SSH-2.0-probe\r\n")
+        .unwrap();
+    let o = c.wait_with_output().unwrap();
+    assert_eq!(o.status.code(), Some(0));
+    assert_eq!(o.stdout, b"SSH-2.0-probe\r\n");
+    // A backend that refuses: clear error, non-zero exit.
+    let o = Command::new(BIN)
+        .args(["vsock-proxy", "--uds", "/nonexistent/sock", "22"])
+        .output()
+        .unwrap();
+    assert_ne!(o.status.code(), Some(0));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("cannot reach guest port 22"));
+}
