@@ -917,3 +917,65 @@ fn versions_agree() {
     assert!(read("LICENSE").contains("GNU LESSER GENERAL PUBLIC LICENSE"));
     assert!(read("LICENSE").contains("Version 2.1"));
 }
+
+// ---------------------------------------------------------------------------------------
+// The RPM itself, where rpmbuild is installed (Debian: apt-get install rpm)
+
+#[test]
+fn rpm_contains_exactly_the_manifest() {
+    if Command::new("rpmbuild").arg("--version").output().is_err() {
+        eprintln!(
+            "SKIPPED rpm_contains_exactly_the_manifest: no rpmbuild (Debian: apt-get install rpm)"
+        );
+        return;
+    }
+    // stripped copies keep the payload small
+    let bins = tempfile::tempdir().unwrap();
+    let m = manifest(SITE_ZSH);
+    for e in m.iter().filter(|e| e.kind == "bin") {
+        let to = bins.path().join(&e.source);
+        fs::copy(bin_dir().join(&e.source), &to).unwrap();
+        assert!(Command::new("strip").arg(&to).status().unwrap().success());
+    }
+    let out_dir = tempfile::tempdir().unwrap();
+    let out = Command::new(root().join("packaging/rpm/build-rpm.sh"))
+        .arg("--bindir")
+        .arg(bins.path())
+        .arg("--out")
+        .arg(out_dir.path())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "build-rpm.sh: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let rpm = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    let q = |args: &[&str]| -> Vec<String> {
+        let o = Command::new("rpm").args(args).arg(&rpm).output().unwrap();
+        assert!(o.status.success(), "rpm {args:?}");
+        String::from_utf8_lossy(&o.stdout)
+            .lines()
+            .filter(|l| !l.starts_with("/usr/lib/.build-id"))
+            .map(str::to_string)
+            .collect()
+    };
+    // man pages come out compressed where rpmbuild's brp-compress runs, plain elsewhere
+    let mut listed: Vec<String> = q(&["-qlp"])
+        .into_iter()
+        .map(|p| p.trim_end_matches(".gz").to_string())
+        .collect();
+    listed.sort();
+    let mut want: Vec<String> = m.iter().map(|e| e.path.clone()).collect();
+    want.sort();
+    assert_eq!(listed, want, "rpm -qlp {rpm}");
+    assert_eq!(q(&["-qcp"]), paths_of("conf", &m), "rpm -qcp");
+    let scripts = q(&["-qp", "--scripts"]).join("\n");
+    for needle in [
+        "preuninstall",
+        "50-virt-systemd",
+        "virt-systemd-notify.socket",
+    ] {
+        assert!(scripts.contains(needle), "scriptlets lack {needle}");
+    }
+}
