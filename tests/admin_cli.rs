@@ -46,6 +46,10 @@ fn help_snapshots() {
         ("hook-install", &["hook-install", "--help"]),
         ("rewrite", &["rewrite", "--help"]),
         ("show", &["show", "--help"]),
+        ("notify-listener", &["notify-listener", "--help"]),
+        ("wait-ready", &["wait-ready", "--help"]),
+        ("ssh", &["ssh", "--help"]),
+        ("vsock-proxy", &["vsock-proxy", "--help"]),
     ];
     let dir = data().join("help");
     let mut bad = Vec::new();
