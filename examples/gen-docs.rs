@@ -159,6 +159,19 @@ fn main_page_extra() -> String {
     for c in EXIT_CODES {
         s += &tagged(&(*c as u8).to_string(), exit_code_meaning(*c));
     }
+    {
+        use virt_systemd::cli::notify::{WAIT_NOT_ENABLED, WAIT_NOT_RUNNING, WAIT_TIMED_OUT};
+        for (code, what) in [
+            (WAIT_TIMED_OUT, "wait-ready: timed out."),
+            (WAIT_NOT_RUNNING, "wait-ready: the domain is not running."),
+            (
+                WAIT_NOT_ENABLED,
+                "wait-ready: the domain was not started with readiness notification.",
+            ),
+        ] {
+            s += &tagged(&code.to_string(), what);
+        }
+    }
     s += &section("FILES");
     s += &tagged(
         "/etc/virt-systemd/config.toml",

@@ -660,6 +660,33 @@ declare -f package"#;
         text.contains("make install DESTDIR=\"$pkgdir\""),
         "package() must run make install:\n{text}"
     );
+
+    // run package() as makepkg would, on this build's binaries
+    let srcdir = tempfile::tempdir().unwrap();
+    let pkgdir = tempfile::tempdir().unwrap();
+    let rel = srcdir.path().join("target/release");
+    fs::create_dir_all(&rel).unwrap();
+    for e in manifest(SITE_ZSH).iter().filter(|e| e.kind == "bin") {
+        fs::copy(bin_dir().join(&e.source), rel.join(&e.source)).unwrap();
+    }
+    let out = Command::new("bash")
+        .args(["-c", "set -e; source ./PKGBUILD; startdir=$PWD; package"])
+        .current_dir(root().join("packaging/arch"))
+        .env("srcdir", srcdir.path())
+        .env("pkgdir", pkgdir.path())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "PKGBUILD package(): {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        walk(pkgdir.path()),
+        expected_tree(&manifest(SITE_ZSH), false),
+        "PKGBUILD package() installed another tree"
+    );
     let install = &vals("install")[0];
     assert!(root().join("packaging/arch").join(install).is_file());
     let syntax = Command::new("bash")
@@ -768,14 +795,11 @@ fn units_and_paths_fit_the_code() {
     let argv: Vec<&str> = exec.split_whitespace().collect();
     assert!(m.iter().any(|e| e.kind == "bin" && e.path == argv[0]));
     let cli = virt_systemd::cli::Cli::command();
-    if cli.find_subcommand(argv[1]).is_none() {
-        // PENDING: the README documents `virt-systemd notify-listener`, the CLI does not
-        // have it yet. Make this an assertion once it does.
-        eprintln!(
-            "PENDING: virt-systemd-notify.service runs `{exec}`, but the CLI has no `{}` command yet",
-            argv[1]
-        );
-    }
+    assert!(
+        cli.find_subcommand(argv[1]).is_some(),
+        "virt-systemd-notify.service runs `{exec}`, but the CLI has no `{}` command",
+        argv[1]
+    );
     // tmpfiles creates the state dir the config defaults to
     let tmpfiles = read("packaging/tmpfiles.d/virt-systemd.conf");
     let state = virt_systemd::config::Config::default().hook.state_dir;

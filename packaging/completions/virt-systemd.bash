@@ -31,14 +31,26 @@ _virt__systemd() {
             virt__systemd,hook-install)
                 cmd="virt__systemd__subcmd__hook__subcmd__install"
                 ;;
+            virt__systemd,notify-listener)
+                cmd="virt__systemd__subcmd__notify__subcmd__listener"
+                ;;
             virt__systemd,rewrite)
                 cmd="virt__systemd__subcmd__rewrite"
                 ;;
             virt__systemd,show)
                 cmd="virt__systemd__subcmd__show"
                 ;;
+            virt__systemd,ssh)
+                cmd="virt__systemd__subcmd__ssh"
+                ;;
             virt__systemd,status)
                 cmd="virt__systemd__subcmd__status"
+                ;;
+            virt__systemd,vsock-proxy)
+                cmd="virt__systemd__subcmd__vsock__subcmd__proxy"
+                ;;
+            virt__systemd,wait-ready)
+                cmd="virt__systemd__subcmd__wait__subcmd__ready"
                 ;;
             virt__systemd__subcmd__help,disable)
                 cmd="virt__systemd__subcmd__help__subcmd__disable"
@@ -55,14 +67,26 @@ _virt__systemd() {
             virt__systemd__subcmd__help,hook-install)
                 cmd="virt__systemd__subcmd__help__subcmd__hook__subcmd__install"
                 ;;
+            virt__systemd__subcmd__help,notify-listener)
+                cmd="virt__systemd__subcmd__help__subcmd__notify__subcmd__listener"
+                ;;
             virt__systemd__subcmd__help,rewrite)
                 cmd="virt__systemd__subcmd__help__subcmd__rewrite"
                 ;;
             virt__systemd__subcmd__help,show)
                 cmd="virt__systemd__subcmd__help__subcmd__show"
                 ;;
+            virt__systemd__subcmd__help,ssh)
+                cmd="virt__systemd__subcmd__help__subcmd__ssh"
+                ;;
             virt__systemd__subcmd__help,status)
                 cmd="virt__systemd__subcmd__help__subcmd__status"
+                ;;
+            virt__systemd__subcmd__help,vsock-proxy)
+                cmd="virt__systemd__subcmd__help__subcmd__vsock__subcmd__proxy"
+                ;;
+            virt__systemd__subcmd__help,wait-ready)
+                cmd="virt__systemd__subcmd__help__subcmd__wait__subcmd__ready"
                 ;;
             *)
                 ;;
@@ -71,7 +95,7 @@ _virt__systemd() {
 
     case "${cmd}" in
         virt__systemd)
-            opts="-c -r -h -V --connect --config --readonly --help --version rewrite show enable disable status doctor hook-install help"
+            opts="-c -r -h -V --connect --config --readonly --help --version rewrite show enable disable status doctor hook-install notify-listener wait-ready ssh vsock-proxy help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -207,7 +231,7 @@ _virt__systemd() {
             return 0
             ;;
         virt__subcmd__systemd__subcmd__help)
-            opts="rewrite show enable disable status doctor hook-install help"
+            opts="rewrite show enable disable status doctor hook-install notify-listener wait-ready ssh vsock-proxy help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -290,6 +314,20 @@ _virt__systemd() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
+        virt__subcmd__systemd__subcmd__help__subcmd__notify__subcmd__listener)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
         virt__subcmd__systemd__subcmd__help__subcmd__rewrite)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
@@ -318,7 +356,49 @@ _virt__systemd() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
+        virt__subcmd__systemd__subcmd__help__subcmd__ssh)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
         virt__subcmd__systemd__subcmd__help__subcmd__status)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        virt__subcmd__systemd__subcmd__help__subcmd__vsock__subcmd__proxy)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        virt__subcmd__systemd__subcmd__help__subcmd__wait__subcmd__ready)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -340,6 +420,40 @@ _virt__systemd() {
             fi
             case "${prev}" in
                 --hook)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --connect)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                -c)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        virt__subcmd__systemd__subcmd__notify__subcmd__listener)
+            opts="-c -r -h --port --hybrid --connect --config --readonly --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --port)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --hybrid)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -454,6 +568,32 @@ _virt__systemd() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
+        virt__subcmd__systemd__subcmd__ssh)
+            opts="-c -r -h --connect --config --readonly --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --connect)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                -c)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
         virt__subcmd__systemd__subcmd__status)
             opts="-c -r -h --json --connect --config --readonly --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
@@ -461,6 +601,66 @@ _virt__systemd() {
                 return 0
             fi
             case "${prev}" in
+                --connect)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                -c)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        virt__subcmd__systemd__subcmd__vsock__subcmd__proxy)
+            opts="-c -r -h --uds --connect --config --readonly --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --uds)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --connect)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                -c)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        virt__subcmd__systemd__subcmd__wait__subcmd__ready)
+            opts="-c -r -h --timeout --ssh --connect --config --readonly --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --timeout)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --connect)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0

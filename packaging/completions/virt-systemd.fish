@@ -36,6 +36,10 @@ complete -c virt-systemd -n "__fish_virt_systemd_needs_command" -f -a "disable" 
 complete -c virt-systemd -n "__fish_virt_systemd_needs_command" -f -a "status" -d 'What each domain carries, and whether it is running, registered and ready'
 complete -c virt-systemd -n "__fish_virt_systemd_needs_command" -f -a "doctor" -d 'Check this host: hook, libvirt, machined, vsock, ssh proxy, configuration'
 complete -c virt-systemd -n "__fish_virt_systemd_needs_command" -f -a "hook-install" -d 'Install (or remove) the libvirt hook link qemu.d/50-virt-systemd'
+complete -c virt-systemd -n "__fish_virt_systemd_needs_command" -f -a "notify-listener" -d 'Receive guests\' readiness notifications over AF_VSOCK (the host service)'
+complete -c virt-systemd -n "__fish_virt_systemd_needs_command" -f -a "wait-ready" -d 'Wait until a domain\'s guest reports READY=1 (or SSH) in its current boot'
+complete -c virt-systemd -n "__fish_virt_systemd_needs_command" -f -a "ssh" -d 'SSH into a domain\'s guest over vsock'
+complete -c virt-systemd -n "__fish_virt_systemd_needs_command" -f -a "vsock-proxy" -d 'Connect stdin/stdout to a guest\'s vsock port (for ssh\'s ProxyCommand)'
 complete -c virt-systemd -n "__fish_virt_systemd_needs_command" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c virt-systemd -n "__fish_virt_systemd_using_subcommand rewrite" -s o -l output -d 'Write the result to OUT instead of stdout' -r -F
 complete -c virt-systemd -n "__fish_virt_systemd_using_subcommand rewrite" -l credential -d 'Text credential io.systemd.credential:NAME=VALUE (repeatable)' -r
@@ -105,11 +109,36 @@ complete -c virt-systemd -n "__fish_virt_systemd_using_subcommand hook-install" 
 complete -c virt-systemd -n "__fish_virt_systemd_using_subcommand hook-install" -l uninstall -d 'Remove the link instead (only if it is virt-systemd\'s)'
 complete -c virt-systemd -n "__fish_virt_systemd_using_subcommand hook-install" -s r -l readonly -d 'Open the libvirt connection read-only (like virsh -r); enough for status'
 complete -c virt-systemd -n "__fish_virt_systemd_using_subcommand hook-install" -s h -l help -d 'Print help'
-complete -c virt-systemd -n "__fish_virt_systemd_using_subcommand help; and not __fish_seen_subcommand_from rewrite show enable disable status doctor hook-install help" -f -a "rewrite" -d 'Rewrite a domain XML file or stdin (no libvirt needed)'
-complete -c virt-systemd -n "__fish_virt_systemd_using_subcommand help; and not __fish_seen_subcommand_from rewrite show enable disable status doctor hook-install help" -f -a "show" -d 'Show what virt-systemd manages in a domain XML, and any drift'
-complete -c virt-systemd -n "__fish_virt_systemd_using_subcommand help; and not __fish_seen_subcommand_from rewrite show enable disable status doctor hook-install help" -f -a "enable" -d 'Wire a defined libvirt domain into systemd (rewrite its persistent definition)'
-complete -c virt-systemd -n "__fish_virt_systemd_using_subcommand help; and not __fish_seen_subcommand_from rewrite show enable disable status doctor hook-install help" -f -a "disable" -d 'Remove everything virt-systemd manages from a defined libvirt domain'
-complete -c virt-systemd -n "__fish_virt_systemd_using_subcommand help; and not __fish_seen_subcommand_from rewrite show enable disable status doctor hook-install help" -f -a "status" -d 'What each domain carries, and whether it is running, registered and ready'
-complete -c virt-systemd -n "__fish_virt_systemd_using_subcommand help; and not __fish_seen_subcommand_from rewrite show enable disable status doctor hook-install help" -f -a "doctor" -d 'Check this host: hook, libvirt, machined, vsock, ssh proxy, configuration'
-complete -c virt-systemd -n "__fish_virt_systemd_using_subcommand help; and not __fish_seen_subcommand_from rewrite show enable disable status doctor hook-install help" -f -a "hook-install" -d 'Install (or remove) the libvirt hook link qemu.d/50-virt-systemd'
-complete -c virt-systemd -n "__fish_virt_systemd_using_subcommand help; and not __fish_seen_subcommand_from rewrite show enable disable status doctor hook-install help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c virt-systemd -n "__fish_virt_systemd_using_subcommand notify-listener" -l port -d 'vsock port [default: the config\'s notify port, 8742]' -r
+complete -c virt-systemd -n "__fish_virt_systemd_using_subcommand notify-listener" -l hybrid -d 'A domain on a user-space vsock backend: also listen on UDS_PATH_PORT for it (repeatable; adds to [notify.hybrid] in the config)' -r
+complete -c virt-systemd -n "__fish_virt_systemd_using_subcommand notify-listener" -s c -l connect -d 'libvirt connection URI (like virsh -c)' -r
+complete -c virt-systemd -n "__fish_virt_systemd_using_subcommand notify-listener" -l config -d 'Host configuration file [default: /etc/virt-systemd/config.toml when present]' -r -F
+complete -c virt-systemd -n "__fish_virt_systemd_using_subcommand notify-listener" -s r -l readonly -d 'Open the libvirt connection read-only (like virsh -r); enough for status'
+complete -c virt-systemd -n "__fish_virt_systemd_using_subcommand notify-listener" -s h -l help -d 'Print help'
+complete -c virt-systemd -n "__fish_virt_systemd_using_subcommand wait-ready" -l timeout -d 'Give up after this many seconds [default: wait forever]' -r
+complete -c virt-systemd -n "__fish_virt_systemd_using_subcommand wait-ready" -s c -l connect -d 'libvirt connection URI (like virsh -c)' -r
+complete -c virt-systemd -n "__fish_virt_systemd_using_subcommand wait-ready" -l config -d 'Host configuration file [default: /etc/virt-systemd/config.toml when present]' -r -F
+complete -c virt-systemd -n "__fish_virt_systemd_using_subcommand wait-ready" -l ssh -d 'Wait for ssh-access.target instead of READY=1'
+complete -c virt-systemd -n "__fish_virt_systemd_using_subcommand wait-ready" -s r -l readonly -d 'Open the libvirt connection read-only (like virsh -r); enough for status'
+complete -c virt-systemd -n "__fish_virt_systemd_using_subcommand wait-ready" -s h -l help -d 'Print help'
+complete -c virt-systemd -n "__fish_virt_systemd_using_subcommand ssh" -s c -l connect -d 'libvirt connection URI (like virsh -c)' -r
+complete -c virt-systemd -n "__fish_virt_systemd_using_subcommand ssh" -l config -d 'Host configuration file [default: /etc/virt-systemd/config.toml when present]' -r -F
+complete -c virt-systemd -n "__fish_virt_systemd_using_subcommand ssh" -s r -l readonly -d 'Open the libvirt connection read-only (like virsh -r); enough for status'
+complete -c virt-systemd -n "__fish_virt_systemd_using_subcommand ssh" -s h -l help -d 'Print help'
+complete -c virt-systemd -n "__fish_virt_systemd_using_subcommand vsock-proxy" -l uds -d 'Reach the guest through a hybrid-vsock backend socket instead (CONNECT PORT)' -r -F
+complete -c virt-systemd -n "__fish_virt_systemd_using_subcommand vsock-proxy" -s c -l connect -d 'libvirt connection URI (like virsh -c)' -r
+complete -c virt-systemd -n "__fish_virt_systemd_using_subcommand vsock-proxy" -l config -d 'Host configuration file [default: /etc/virt-systemd/config.toml when present]' -r -F
+complete -c virt-systemd -n "__fish_virt_systemd_using_subcommand vsock-proxy" -s r -l readonly -d 'Open the libvirt connection read-only (like virsh -r); enough for status'
+complete -c virt-systemd -n "__fish_virt_systemd_using_subcommand vsock-proxy" -s h -l help -d 'Print help'
+complete -c virt-systemd -n "__fish_virt_systemd_using_subcommand help; and not __fish_seen_subcommand_from rewrite show enable disable status doctor hook-install notify-listener wait-ready ssh vsock-proxy help" -f -a "rewrite" -d 'Rewrite a domain XML file or stdin (no libvirt needed)'
+complete -c virt-systemd -n "__fish_virt_systemd_using_subcommand help; and not __fish_seen_subcommand_from rewrite show enable disable status doctor hook-install notify-listener wait-ready ssh vsock-proxy help" -f -a "show" -d 'Show what virt-systemd manages in a domain XML, and any drift'
+complete -c virt-systemd -n "__fish_virt_systemd_using_subcommand help; and not __fish_seen_subcommand_from rewrite show enable disable status doctor hook-install notify-listener wait-ready ssh vsock-proxy help" -f -a "enable" -d 'Wire a defined libvirt domain into systemd (rewrite its persistent definition)'
+complete -c virt-systemd -n "__fish_virt_systemd_using_subcommand help; and not __fish_seen_subcommand_from rewrite show enable disable status doctor hook-install notify-listener wait-ready ssh vsock-proxy help" -f -a "disable" -d 'Remove everything virt-systemd manages from a defined libvirt domain'
+complete -c virt-systemd -n "__fish_virt_systemd_using_subcommand help; and not __fish_seen_subcommand_from rewrite show enable disable status doctor hook-install notify-listener wait-ready ssh vsock-proxy help" -f -a "status" -d 'What each domain carries, and whether it is running, registered and ready'
+complete -c virt-systemd -n "__fish_virt_systemd_using_subcommand help; and not __fish_seen_subcommand_from rewrite show enable disable status doctor hook-install notify-listener wait-ready ssh vsock-proxy help" -f -a "doctor" -d 'Check this host: hook, libvirt, machined, vsock, ssh proxy, configuration'
+complete -c virt-systemd -n "__fish_virt_systemd_using_subcommand help; and not __fish_seen_subcommand_from rewrite show enable disable status doctor hook-install notify-listener wait-ready ssh vsock-proxy help" -f -a "hook-install" -d 'Install (or remove) the libvirt hook link qemu.d/50-virt-systemd'
+complete -c virt-systemd -n "__fish_virt_systemd_using_subcommand help; and not __fish_seen_subcommand_from rewrite show enable disable status doctor hook-install notify-listener wait-ready ssh vsock-proxy help" -f -a "notify-listener" -d 'Receive guests\' readiness notifications over AF_VSOCK (the host service)'
+complete -c virt-systemd -n "__fish_virt_systemd_using_subcommand help; and not __fish_seen_subcommand_from rewrite show enable disable status doctor hook-install notify-listener wait-ready ssh vsock-proxy help" -f -a "wait-ready" -d 'Wait until a domain\'s guest reports READY=1 (or SSH) in its current boot'
+complete -c virt-systemd -n "__fish_virt_systemd_using_subcommand help; and not __fish_seen_subcommand_from rewrite show enable disable status doctor hook-install notify-listener wait-ready ssh vsock-proxy help" -f -a "ssh" -d 'SSH into a domain\'s guest over vsock'
+complete -c virt-systemd -n "__fish_virt_systemd_using_subcommand help; and not __fish_seen_subcommand_from rewrite show enable disable status doctor hook-install notify-listener wait-ready ssh vsock-proxy help" -f -a "vsock-proxy" -d 'Connect stdin/stdout to a guest\'s vsock port (for ssh\'s ProxyCommand)'
+complete -c virt-systemd -n "__fish_virt_systemd_using_subcommand help; and not __fish_seen_subcommand_from rewrite show enable disable status doctor hook-install notify-listener wait-ready ssh vsock-proxy help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
