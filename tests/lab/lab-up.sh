@@ -38,12 +38,12 @@ KEY="$(sha256sum < "$LAB_SRC/rootfs.sh" | cut -d' ' -f1) $SUITE $MIRROR"
 
 # ---------------------------------------------------------------- already running?
 if lab_leader >/dev/null; then
-  if [ "$(cat "$STATE/cgroups" 2>/dev/null)" = "$LAB_LIBVIRT_CGROUPS" ] \
+  if [ "${LAB_FRESH:-0}" != 1 ] && [ "$(cat "$STATE/cgroups" 2>/dev/null)" = "$LAB_LIBVIRT_CGROUPS" ] \
      && [ "$(cat "$ROOT/.lab-recipe" 2>/dev/null)" = "$KEY" ]; then
     lab_log "lab already running (leader $(lab_leader)), reusing it"
     exit 0
   fi
-  lab_log "lab running with other settings: restarting it"
+  lab_log "lab running with other settings (or LAB_FRESH=1): restarting it"
   LAB_LOCK_HELD=1 "$LAB_SRC/lab-down.sh"
 fi
 # one container on the host at a time

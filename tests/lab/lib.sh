@@ -11,6 +11,8 @@
 #                               usable cgroup v2 and registers its domains with machined itself
 #   LAB_LOCK                    host-wide lock file (default /run/lock/virt-systemd-lab.lock)
 #   LAB_LOCK_HELD=1             the caller already holds LAB_LOCK (the Rust helper does)
+#   LAB_FRESH=1                 lab-up.sh restarts a running lab instead of reusing it (the Rust
+#                               helper does: a lab running when it gets the lock is stale)
 #   MIRROR                      Debian mirror (default http://deb.debian.org/debian)
 
 LAB_SRC=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)

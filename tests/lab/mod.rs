@@ -186,6 +186,8 @@ impl Lab {
             ),
             ("LAB_LOCK", lock.clone()),
             ("LAB_LOCK_HELD", "1".to_string()),
+            // a lab still running when we hold the lock was left by a killed session
+            ("LAB_FRESH", "1".to_string()),
         ];
         let guardian_log = state.join("guardian.log");
         let waiting = Instant::now();
@@ -482,12 +484,24 @@ exec "$0/lab-down.sh" >> "$1" 2>&1"#;
         if let Ok(mut f) = fs::File::open(&self.guardian_log) {
             let _ = f.read_to_string(&mut log);
         }
+        // keep every session's teardown log (guardian.log is per session)
+        if let Ok(mut h) = fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.guardian_log.with_file_name("teardown-history.log"))
+        {
+            let _ = write!(h, "=== {:?}\n{log}", std::time::SystemTime::now());
+        }
+        let took = t0.elapsed();
         announce(&format!(
             "lab {} down in {:.1} s (session {:.1} s)",
             self.opts.suite,
-            t0.elapsed().as_secs_f64(),
+            took.as_secs_f64(),
             self.started.elapsed().as_secs_f64()
         ));
+        if took > Duration::from_secs(10) {
+            announce(&format!("lab {}: slow teardown:\n{log}", self.opts.suite));
+        }
         match status {
             Ok(s) if s.success() => Ok(log),
             Ok(s) => Err(format!("lab-down.sh {s}:\n{log}")),
