@@ -59,16 +59,18 @@ Enhances: libvirt-daemon-system
 Section: admin
 Priority: optional
 Description: make libvirt/QEMU virtual machines first-class systemd citizens
- virt-systemd wires libvirt domains into systemd's VM interface. "virt-systemd
- rewrite" and "virt-systemd enable" add credentials (SMBIOS OEM strings or fw_cfg),
- a vsock device, kernel command line extensions, SSH keys, hostname, machine ID and
- the readiness socket to a domain's XML, losslessly and reversibly.
+ virt-systemd wires libvirt domains into systemd's VM interface.
+ "virt-systemd rewrite" and "virt-systemd enable" add credentials (SMBIOS
+ OEM strings or fw_cfg), a vsock device, kernel command line extensions,
+ SSH keys, hostname, machine ID and the readiness socket to a domain's XML,
+ losslessly and reversibly.
  .
  The libvirt hook, installed as /etc/libvirt/hooks/qemu.d/50-virt-systemd,
- registers each running VM with systemd-machined and unregisters it when it stops,
- so machinectl, systemctl status and systemd-cgls show VMs like containers. The
- socket-activated readiness listener records what guests report over AF_VSOCK
- (READY=1, STATUS=, SSH availability) for "virt-systemd wait-ready" and "status".
+ registers each running VM with systemd-machined and unregisters it when
+ it stops, so machinectl, systemctl status and systemd-cgls show VMs like
+ containers. The socket-activated readiness listener records what guests
+ report over AF_VSOCK (READY=1, STATUS=, SSH availability) for
+ "virt-systemd wait-ready" and "virt-systemd status".
 EOF
 "${INSTALL[@]}" --list | awk '$1 == "conf" { print $3 }' > "$ROOT/DEBIAN/conffiles"
 for s in postinst prerm postrm; do
