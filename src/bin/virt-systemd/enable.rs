@@ -13,6 +13,7 @@ use virt_systemd::diff;
 use virt_systemd::doctor::{gather_vhost_vsock, HostPaths};
 use virt_systemd::domain::DomainXml;
 use virt_systemd::error::{Error, Result};
+use virt_systemd::metadata;
 use virt_systemd::render::{self, strip::Mode};
 use virt_systemd::report::report;
 
@@ -51,9 +52,12 @@ pub fn enable(
     let before = dom.inactive_xml(true)?;
     let vsock_explicit = a.flags.vsock || a.flags.no_vsock;
     if !vsock_explicit && lv.is_local() {
-        if let Err(e) = gather_vhost_vsock(&paths.vhost_vsock) {
-            let has_vsock = DomainXml::parse(&before)?.facts().vsock.is_some();
-            if !has_vsock {
+        // Only when this run would add a device: a domain's own device, or a record that
+        // already says "no vsock", needs no warning.
+        let d = DomainXml::parse(&before)?;
+        let wanted = metadata::read(&d)?.map_or(cfg.rewrite.vsock, |r| r.vsock);
+        if wanted && d.facts().vsock.is_none() {
+            if let Err(e) = gather_vhost_vsock(&paths.vhost_vsock) {
                 req.vsock = Some(false);
                 notes.push(format!(
                     "this host cannot open {} ({e}): leaving the vsock device out, since it \

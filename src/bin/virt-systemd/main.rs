@@ -147,7 +147,7 @@ fn run(cli: &Cli, notes: &mut Vec<String>) -> Result<()> {
 fn report(domain: &str, done: enable::Done, verb: &str, notes: &mut Vec<String>) -> Result<()> {
     match done {
         enable::Done::Unchanged => {
-            if notes.is_empty() {
+            if !notes.iter().any(|n| n.contains("nothing to")) {
                 notes.push(format!("domain '{domain}': nothing to change"));
             }
             Ok(())
