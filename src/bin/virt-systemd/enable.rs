@@ -2,7 +2,8 @@
 //!
 //! Read the inactive definition with its secure fields (a define without them would drop
 //! passwords), run the library's rewriter or stripper, read the definition again and refuse
-//! if it changed meanwhile, then define. libvirt's define replaces the definition as a
+//! if it changed meanwhile, then define. A dry run reads it without secure fields, so the
+//! diff never shows passwords, and works on a read-only connection. libvirt's define replaces the definition as a
 //! whole, so either everything is written or nothing is.
 
 use crate::libvirt::{Dom, Libvirt};
@@ -49,7 +50,7 @@ pub fn enable(
     let mut req = request(&a.flags)?;
     let dom = lv.domain(&a.domain)?;
     persistent(&dom)?;
-    let before = dom.inactive_xml(true)?;
+    let before = dom.inactive_xml(!a.dry_run)?;
     let vsock_explicit = a.flags.vsock || a.flags.no_vsock;
     if !vsock_explicit && lv.is_local() {
         // Only when this run would add a device: a domain's own device, or a record that
@@ -86,7 +87,7 @@ pub fn enable(
 pub fn disable(lv: &Libvirt, a: &DisableArgs, notes: &mut Vec<String>) -> Result<Done> {
     let dom = lv.domain(&a.domain)?;
     persistent(&dom)?;
-    let before = dom.inactive_xml(true)?;
+    let before = dom.inactive_xml(!a.dry_run)?;
     // Never remove the domain's <uuid>, even one we inserted: libvirt keys domains by it.
     let out = render::strip(&before, Mode::KeepIdentity)?;
     notes.extend(out.notes);
