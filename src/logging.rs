@@ -31,7 +31,7 @@ pub fn init(ident: &str) {
                 .with_field_prefix(None)
                 .with_syslog_identifier(ident.to_string());
             if tracing_subscriber::registry()
-                .with(layer)
+                .with(layer.with_filter(filter()))
                 .try_init()
                 .is_ok()
             {

@@ -1,5 +1,7 @@
 //! The hook starts on every libvirt lifecycle event and must never link libvirt.so
-//! (DESIGN §1: linking it alone costs ~14 ms per exec). Only `virt-systemd` links it.
+//! (DESIGN §1: linking it alone costs ~14 ms per exec); nor may `virt-systemd`, whose
+//! `rewrite` should cost little more than starting a process. Only
+//! `virt-systemd-libvirt` links it.
 //! Needs `readelf` (binutils).
 
 use std::process::Command;
@@ -23,21 +25,57 @@ fn needed(bin: &str) -> Vec<String> {
 }
 
 #[test]
-fn hook_does_not_link_libvirt() {
-    let hook = needed(env!("CARGO_BIN_EXE_virt-systemd-hook"));
-    assert!(!hook.is_empty(), "readelf found no NEEDED entries at all");
+fn hook_and_cli_do_not_link_libvirt() {
+    for bin in [
+        env!("CARGO_BIN_EXE_virt-systemd-hook"),
+        env!("CARGO_BIN_EXE_virt-systemd"),
+    ] {
+        let libs = needed(bin);
+        assert!(!libs.is_empty(), "readelf found no NEEDED entries at all");
+        assert!(
+            libs.iter().all(|l| !l.starts_with("libvirt")),
+            "{bin} links {libs:?}"
+        );
+    }
+}
+
+#[test]
+fn libvirt_helper_does_link_libvirt() {
+    // The check above would be vacuous if this did not find libvirt where it is.
+    let cli = needed(env!("CARGO_BIN_EXE_virt-systemd-libvirt"));
     assert!(
-        hook.iter().all(|l| !l.starts_with("libvirt")),
-        "virt-systemd-hook links {hook:?}"
+        cli.iter().any(|l| l.starts_with("libvirt.so")),
+        "virt-systemd-libvirt links {cli:?}"
     );
 }
 
 #[test]
-fn cli_does_link_libvirt() {
-    // The check above would be vacuous if this did not find libvirt where it is.
-    let cli = needed(env!("CARGO_BIN_EXE_virt-systemd"));
+fn cli_runs_libvirt_commands_through_the_helper() {
+    // test:///default through `virt-systemd`: it must find and exec the helper.
+    let out = Command::new(env!("CARGO_BIN_EXE_virt-systemd"))
+        .args([
+            "-c",
+            "test:///default",
+            "--config",
+            "/dev/null",
+            "status",
+            "--json",
+        ])
+        .output()
+        .unwrap();
     assert!(
-        cli.iter().any(|l| l.starts_with("libvirt.so")),
-        "virt-systemd links {cli:?}"
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
     );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("\"test\""));
+    // A missing helper is a clear error, not a crash.
+    let out = Command::new(env!("CARGO_BIN_EXE_virt-systemd"))
+        .args(["-c", "test:///default", "status"])
+        .env("VIRT_SYSTEMD_LIBEXEC_DIR", "/nonexistent")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr)
+        .contains("cannot run /nonexistent/virt-systemd-libvirt"));
 }

@@ -170,6 +170,20 @@ fn assert_quiet_logs(lab: &Lab, since: &str) {
         "journalctl --no-pager -q SYSLOG_IDENTIFIER=virt-systemd-hook -p warning --since '{since}' || true"
     ));
     assert!(ours.trim().is_empty(), "hook warnings:\n{ours}");
+    // Only our own messages: no library debug output (zbus logs every D-Bus message).
+    let chatter = lab.sh(&format!(
+        "journalctl --no-pager -q -o cat SYSLOG_IDENTIFIER=virt-systemd-hook --since '{since}' \
+         | grep -c -e 'Msg {{' -e 'Handshake' -e 'Waiting for message' || true"
+    ));
+    assert_eq!(chatter.trim(), "0", "library debug lines in the journal");
+    let ours = lab.sh(&format!(
+        "journalctl --no-pager -q -o cat SYSLOG_IDENTIFIER=virt-systemd-hook --since '{since}' | grep -c 'registered machine' || true"
+    ));
+    assert_ne!(
+        ours.trim(),
+        "0",
+        "the hook's own INFO lines reach the journal"
+    );
 }
 
 fn now(lab: &Lab) -> String {

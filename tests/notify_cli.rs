@@ -202,9 +202,14 @@ fn vsock_proxy_through_a_hybrid_backend_socket() {
         }
         assert_eq!(req, b"CONNECT 22\n");
         s.write_all(b"OK 1073741824\n").unwrap();
-        let mut buf = Vec::new();
-        s.read_to_end(&mut buf).unwrap();
-        s.write_all(&buf).unwrap();
+        // Like an SSH server: answer the client's line, then close. The proxy must not
+        // need a half-close to get the reply (vhost-device-vsock takes it for a close).
+        let mut line = Vec::new();
+        while !line.ends_with(b"\n") {
+            s.read_exact(&mut b).unwrap();
+            line.push(b[0]);
+        }
+        s.write_all(&line).unwrap();
     });
     let mut c = Command::new(BIN)
         .args(["vsock-proxy", "--uds"])

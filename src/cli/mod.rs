@@ -1,6 +1,7 @@
 //! Command-line definitions (clap derive), shared by the binary and the man-page and
 //! completion generators.
 
+pub mod edge;
 pub mod hook_install;
 pub mod notify;
 pub mod rewrite;

@@ -155,10 +155,9 @@ pub fn vsock_proxy(cid: Option<u32>, uds: Option<&Path>, port: u32) -> Result<()
     if let Some(uds) = uds {
         let s = listener::hybrid_connect(uds, port).map_err(io)?;
         let w = s.try_clone().map_err(io)?;
-        let hc = s.try_clone().map_err(io)?;
-        return splice(s, w, move || {
-            let _ = hc.shutdown(std::net::Shutdown::Write);
-        });
+        // No half-close at stdin's end: vhost-device-vsock (0.3) takes it for a full close
+        // and the guest's reply would be lost (seen in the lab). The guest closes.
+        return splice(s, w, || {});
     }
     let cid = cid.ok_or_else(|| Error::invalid("vsock-proxy needs a CID or --uds PATH"))?;
     let fd: OwnedFd = listener::vsock_connect(cid, port).map_err(io)?;
