@@ -23,7 +23,9 @@
 //!       "unit": string|null, "vsock_cid": u32|null
 //!     },
 //!     "registered": bool | null,     // hook state says it registered (null: no state file)
-//!     "readiness": null,             // reserved: the notify listener fills it (issue 6)
+//!     "readiness": null | {          // what the guest reported this boot (notify listener)
+//!       "ready": bool, "status": string|null, "ssh": bool
+//!     },
 //!     "drift": [string],             // intent vs rendered XML differences
 //!     "restart_pending": bool        // running with an older definition than the saved one
 //!   } ]
@@ -62,9 +64,19 @@ pub struct Row {
     pub vsock_cid: Option<u32>,
     pub machine: Option<MachineView>,
     pub registered: Option<bool>,
-    pub readiness: Option<String>,
+    pub readiness: Option<ReadinessView>,
     pub drift: Vec<String>,
     pub restart_pending: bool,
+}
+
+/// The guest's readiness report in its current boot.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct ReadinessView {
+    pub ready: bool,
+    /// Last STATUS= (what the guest is doing).
+    pub status: Option<String>,
+    /// ssh-access.target is active: `virt-systemd ssh` can connect.
+    pub ssh: bool,
 }
 
 /// What the binary gathered about one domain.
@@ -81,6 +93,7 @@ pub struct Input {
     pub live_xml: Option<String>,
     pub hook_state: Option<DomainState>,
     pub machine: Option<MachineView>,
+    pub readiness: Option<crate::notify::protocol::Readiness>,
 }
 
 /// Machine names worth asking machined about, best first: what the hook recorded, the name
@@ -179,7 +192,11 @@ pub fn row(i: Input) -> Result<Row> {
         vsock_cid,
         machine: i.machine,
         registered: i.hook_state.as_ref().map(|s| s.registered),
-        readiness: None,
+        readiness: i.readiness.as_ref().map(|r| ReadinessView {
+            ready: r.ready,
+            status: r.status.clone(),
+            ssh: r.ssh(),
+        }),
         drift,
         restart_pending,
     })
@@ -220,7 +237,14 @@ pub fn table(s: &Status) -> String {
                     Some(st) => format!("{} ({st})", m.name),
                     None => m.name.clone(),
                 })),
-                dash(r.readiness.clone()),
+                dash(r.readiness.as_ref().map(|x| {
+                    match (x.ready, x.ssh) {
+                        (true, true) => "ready+ssh",
+                        (true, false) => "ready",
+                        (false, _) => "booting",
+                    }
+                    .to_string()
+                })),
                 if !r.enabled {
                     "-".into()
                 } else if r.drift.is_empty() {
@@ -304,9 +328,23 @@ mod tests {
             inactive_xml: Some(x.clone()),
             live_xml: Some(PLAIN.replace("<domain type='kvm'>", "<domain type='kvm' id='3'>")
                 .replace("<devices>\n", "<devices>\n    <vsock model='virtio'><cid auto='yes' address='7'/></vsock>\n")),
+            readiness: Some(crate::notify::protocol::Readiness {
+                ready: true,
+                status: Some("Startup finished".into()),
+                units_active: ["ssh-access.target".to_string()].into(),
+                ..Default::default()
+            }),
             ..Default::default()
         })
         .unwrap();
+        assert_eq!(
+            r.readiness,
+            Some(ReadinessView {
+                ready: true,
+                status: Some("Startup finished".into()),
+                ssh: true
+            })
+        );
         assert!(r.enabled);
         assert_eq!(
             r.credentials,
@@ -330,6 +368,7 @@ mod tests {
             "{t}"
         );
         assert!(t.contains("next start"), "{t}");
+        assert!(t.contains("ready+ssh"), "{t}");
     }
 
     #[test]

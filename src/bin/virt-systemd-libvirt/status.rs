@@ -65,6 +65,11 @@ fn input(d: &Dom, store: &Store, m: &mut Machines) -> Result<Input> {
     } else {
         None
     };
+    let readiness = if running {
+        uuid.as_deref().and_then(|u| store.load_readiness(u))
+    } else {
+        None
+    };
     Ok(Input {
         name: d.name.clone(),
         uuid,
@@ -77,6 +82,7 @@ fn input(d: &Dom, store: &Store, m: &mut Machines) -> Result<Input> {
             None
         },
         live_xml: if running { Some(d.live_xml()?) } else { None },
+        readiness,
         hook_state,
         machine,
     })
