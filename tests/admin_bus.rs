@@ -4,49 +4,16 @@
 //! with `RegisterMachineEx`, so the reading side is exercised end to end; whether real
 //! machined matches is for the lab (tests/lab*).
 
-use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output};
 
 const BIN: &str = env!("CARGO_BIN_EXE_virt-systemd");
 const HOOK: &str = env!("CARGO_BIN_EXE_virt-systemd-hook");
 const UUID: &str = "5f0c3a52-6f7e-4d1a-9a53-0d2f8c1e4b11";
 
-struct Daemon(Child, String);
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn dbus_daemon(dir: &Path) -> Daemon {
-    let conf = dir.join("bus.conf");
-    std::fs::write(
-        &conf,
-        format!(
-            r#"<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-Bus Bus Configuration 1.0//EN"
- "http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd">
-<busconfig><type>system</type><listen>unix:path={}/bus</listen>
-<auth>EXTERNAL</auth>
-<policy context="default"><allow send_destination="*" eavesdrop="true"/><allow eavesdrop="true"/><allow own="*"/></policy>
-</busconfig>"#,
-            dir.display()
-        ),
-    )
-    .unwrap();
-    let mut c = Command::new("dbus-daemon")
-        .args(["--nofork", "--print-address", "--config-file"])
-        .arg(&conf)
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("dbus-daemon (package dbus) is needed");
-    let mut line = String::new();
-    BufReader::new(c.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    Daemon(c, line.trim().to_string())
-}
+#[path = "common/bus.rs"]
+mod bus;
+use bus::dbus_daemon;
 
 struct Manager;
 

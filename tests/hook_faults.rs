@@ -3,7 +3,7 @@
 //! calls; an in-process zbus service stands in for machined only to inject the fault.
 //! Each case asserts the hook exits 0, says why in its log, and leaves the "VM" alone.
 
-use std::io::{BufRead, BufReader, Write};
+use std::io::Write;
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
@@ -11,41 +11,9 @@ use std::time::Duration;
 const HOOK: &str = env!("CARGO_BIN_EXE_virt-systemd-hook");
 const UUID: &str = "6c1e1a2b-7d1f-4c57-9c4e-1a2b3c4d5e6f";
 
-struct Daemon(Child, String);
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn dbus_daemon(dir: &std::path::Path) -> Daemon {
-    let conf = dir.join("bus.conf");
-    std::fs::write(
-        &conf,
-        format!(
-            r#"<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-Bus Bus Configuration 1.0//EN"
- "http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd">
-<busconfig><type>system</type><listen>unix:path={}/bus</listen>
-<auth>EXTERNAL</auth>
-<policy context="default"><allow send_destination="*" eavesdrop="true"/><allow eavesdrop="true"/><allow own="*"/></policy>
-</busconfig>"#,
-            dir.display()
-        ),
-    )
-    .unwrap();
-    let mut c = Command::new("dbus-daemon")
-        .args(["--nofork", "--print-address", "--config-file"])
-        .arg(&conf)
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("dbus-daemon (package dbus) is needed");
-    let mut line = String::new();
-    BufReader::new(c.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    Daemon(c, line.trim().to_string())
-}
+#[path = "common/bus.rs"]
+mod bus;
+use bus::dbus_daemon;
 
 /// A machined whose GetMachineByPID never answers (and tells the test it was called).
 struct Stuck(mpsc::Sender<()>);

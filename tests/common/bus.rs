@@ -1,0 +1,46 @@
+//! A private `dbus-daemon` for tests that need a real bus (shared by hook_faults.rs and
+//! admin_bus.rs through `#[path]`). Killed on drop.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+
+/// The daemon and its address (`unix:path=…`).
+pub struct Daemon(pub Child, pub String);
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Start a bus of type "system" listening in `dir`, open to everyone (tests only).
+pub fn dbus_daemon(dir: &Path) -> Daemon {
+    let conf = dir.join("bus.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            r#"<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-Bus Bus Configuration 1.0//EN"
+ "http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd">
+<busconfig><type>system</type><listen>unix:path={}/bus</listen>
+<auth>EXTERNAL</auth>
+<policy context="default"><allow send_destination="*" eavesdrop="true"/><allow eavesdrop="true"/><allow own="*"/></policy>
+</busconfig>"#,
+            dir.display()
+        ),
+    )
+    .unwrap();
+    let mut c = Command::new("dbus-daemon")
+        .args(["--nofork", "--print-address", "--config-file"])
+        .arg(&conf)
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("dbus-daemon (package dbus) is needed");
+    let mut line = String::new();
+    BufReader::new(c.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    Daemon(c, line.trim().to_string())
+}
