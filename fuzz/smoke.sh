@@ -59,6 +59,10 @@ mkdir -p "corpus/$target" "artifacts/$target"
 before="$(ls "artifacts/$target" | wc -l)"
 opts=(-dict="$target.dict" -max_total_time="$secs" -max_len=16384 -timeout=10
   -rss_limit_mb=2048 -print_final_stats=1)
+# Reproducible runs (CI): a fixed seed and a fixed number of executions, so a clean
+# checkout fuzzes the same inputs every time and a result can be replayed.
+[ -n "${FUZZ_SEED:-}" ] && opts+=(-seed="$FUZZ_SEED")
+[ -n "${FUZZ_RUNS:-}" ] && opts+=(-runs="$FUZZ_RUNS")
 if [ "$long" = 1 ]; then
   opts+=(-fork="$(nproc)" -ignore_crashes=1 -ignore_timeouts=1 -ignore_ooms=1)
 fi

@@ -60,7 +60,8 @@ pub struct Record {
     pub created: Vec<String>,
     /// Self-closing elements we opened to add children (`devices`, `os`, …).
     pub expanded: Vec<String>,
-    /// `<os><smbios mode=…>` before `--force` switched it to `sysinfo`.
+    /// `<os><smbios mode=…>`'s raw attribute text before `--force` switched it to
+    /// `sysinfo`.
     pub smbios_was: Option<String>,
 }
 

@@ -178,7 +178,9 @@ pub fn append_children_skipping(
         }
         closing += &format!("</{qname}>");
         return (
-            vec![Edit::remove(ste - 2..ste - 1), Edit::insert(ste, closing)],
+            // One edit over "/>": an insertion at the tag's end (a sibling inserted before
+            // the next element) must land after our closing tag, not inside the element.
+            vec![Edit::replace(ste - 2..ste, format!(">{closing}"))],
             true,
         );
     }

@@ -227,10 +227,9 @@ fn render(
                 let cr = content_range(text, c);
                 if cr.end == c.range().end {
                     // <cmdline/>: open it.
-                    edits.push(Edit::remove(cr.end - 2..cr.end - 1));
-                    edits.push(Edit::insert(
-                        cr.end,
-                        format!("{}</cmdline>", escape_text(args)),
+                    edits.push(Edit::replace(
+                        cr.end - 2..cr.end,
+                        format!(">{}</cmdline>", escape_text(args)),
                     ));
                     rec.expanded.push("cmdline".into());
                 } else if c.text().unwrap_or("").is_empty() {
@@ -329,7 +328,9 @@ fn render(
                         .find(|a| a.name() == "mode")
                         .ok_or_else(|| Error::NotDomain("<smbios> has no mode".into()))?;
                     edits.push(Edit::replace(a.range_value(), "sysinfo"));
-                    rec.smbios_was = Some(carry.smbios_was.clone().unwrap_or(mode.to_string()));
+                    // The value as written (escapes and all), so strip restores the bytes.
+                    let raw = text[a.range_value()].to_string();
+                    rec.smbios_was = Some(carry.smbios_was.clone().unwrap_or(raw));
                 }
             }
         }

@@ -7,7 +7,7 @@ use super::splice::Edit;
 use crate::credential::{self, classify, Kind, Oem};
 use crate::domain::{child, children, DomainXml};
 use crate::metadata::{self, CmdlineMode, Record};
-use crate::xmltext::{escape_attr, escape_text, removable_lead, start_tag_end};
+use crate::xmltext::{escape_text, removable_lead, start_tag_end};
 use roxmltree::{Node, NodeId};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -94,8 +94,8 @@ pub fn strip(d: &DomainXml, r: &Record, mode: Mode) -> Stripped {
         } else if let (Some(was), Some(a)) =
             (&r.smbios_was, sm.attributes().find(|a| a.name() == "mode"))
         {
-            let q = text[a.range()].chars().last().unwrap_or('\'');
-            edits.push(Edit::replace(a.range_value(), escape_attr(was, q)));
+            // `was` is the attribute's raw text from before --force switched it.
+            edits.push(Edit::replace(a.range_value(), was.clone()));
         }
     }
     if mode == Mode::Full && r.created("uuid") {
