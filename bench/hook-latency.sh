@@ -87,11 +87,11 @@ n='"$runs"'
 t_hook=0; t_true=0
 for i in $(seq "$n"); do
   s=$EPOCHREALTIME; $hook web-01 started begin - < /root/live.xml; e=$EPOCHREALTIME
-  t_hook=$(echo "$t_hook + $e - $s" | bc)
+  t_hook=$(awk -v a="$t_hook" -v s="$s" -v e="$e" "BEGIN { print a + e - s }")
   machinectl show web-01 >/dev/null
   $hook web-01 release end destroyed < /root/live.xml
   s=$EPOCHREALTIME; /bin/true web-01 started begin - < /root/live.xml; e=$EPOCHREALTIME
-  t_true=$(echo "$t_true + $e - $s" | bc)
+  t_true=$(awk -v a="$t_true" -v s="$s" -v e="$e" "BEGIN { print a + e - s }")
 done
 rss=$(gnutime -f %M $hook web-01 started begin - < /root/live.xml 2>&1 >/dev/null | tail -1)
 $hook web-01 release end destroyed < /root/live.xml
