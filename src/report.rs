@@ -109,7 +109,10 @@ pub fn report(d: &DomainXml) -> crate::error::Result<Report> {
             }
         }
     }
-    let drift = record.as_ref().map(|r| drift(d, r)).unwrap_or_default();
+    let drift = record
+        .as_ref()
+        .map(|r| drift(d, &facts, r))
+        .unwrap_or_default();
     Ok(Report {
         name: facts.name,
         uuid: facts.uuid,
@@ -121,7 +124,8 @@ pub fn report(d: &DomainXml) -> crate::error::Result<Report> {
 }
 
 /// Differences between the record and what the document renders.
-pub fn drift(d: &DomainXml, r: &Record) -> Vec<String> {
+/// `facts` are `d.facts()`, which callers already have.
+pub fn drift(d: &DomainXml, facts: &crate::domain::Facts, r: &Record) -> Vec<String> {
     let mut out = Vec::new();
     for mc in &r.credentials {
         if current_value(d, mc).is_none() {
@@ -138,10 +142,10 @@ pub fn drift(d: &DomainXml, r: &Record) -> Vec<String> {
         )
     };
     if r.machine_id {
-        let want = d
-            .facts()
+        let want = facts
             .uuid
-            .and_then(|u| uuid::Uuid::parse_str(&u).ok())
+            .as_deref()
+            .and_then(|u| uuid::Uuid::parse_str(u).ok())
             .map(|u| u.simple().to_string());
         match (text_cred(credential::MACHINE_ID), want) {
             (Some(Value::Text(v)), Some(w)) if v == w => {}
@@ -156,7 +160,7 @@ pub fn drift(d: &DomainXml, r: &Record) -> Vec<String> {
             None => out.push("readiness socket credential missing".into()),
         }
     }
-    if r.vsock && d.facts().vsock.is_none() {
+    if r.vsock && facts.vsock.is_none() {
         out.push("vsock device missing".into());
     }
     let has_oem = oem_entries(d)

@@ -155,7 +155,7 @@ fn prepare(xml: &DomainXml, facts: &Facts, cfg: &Config) -> i32 {
             return 0;
         }
     };
-    let drift = crate::report::drift(xml, &record);
+    let drift = crate::report::drift(xml, facts, &record);
     if drift.is_empty() {
         return 0;
     }
