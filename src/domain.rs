@@ -2,8 +2,9 @@
 //! modules need (name, UUID, boot mode, vsock, interfaces, OEM strings).
 
 use crate::error::{Error, Result};
+use crate::xdom::{Document, ErrorKind, Keep, Node, Place, XmlError};
 use crate::xmltext::line_col;
-use roxmltree::{Document, Node, ParsingOptions};
+use std::cell::Cell;
 
 /// A parsed domain document. Node ranges index into `text`, so edits can be spliced
 /// into the original bytes.
@@ -26,14 +27,16 @@ pub fn decode(bytes: &[u8]) -> Result<&str> {
 }
 
 impl<'a> DomainXml<'a> {
+    /// Parse and check all of `text`, keeping in the tree only the parts virt-systemd reads
+    /// (see [`keep`]): on a large domain the tree is most of the time and memory.
     pub fn parse(text: &'a str) -> Result<Self> {
-        // Never expand or fetch entities: a DOCTYPE has no place in a domain XML.
-        let opts = ParsingOptions {
-            allow_dtd: false,
-            nodes_limit: 4_000_000,
-            ..ParsingOptions::default()
-        };
-        let doc = Document::parse_with_options(text, opts).map_err(|e| parse_error(text, &e))?;
+        let full = FULL_TREES.with(Cell::get);
+        let doc = if full {
+            Document::parse(text)
+        } else {
+            Document::parse_with(text, &keep)
+        }
+        .map_err(|e| parse_error(text, &e))?;
         let root = doc.root_element();
         if root.tag_name().name() != "domain" || root.tag_name().namespace().is_some() {
             let (line, column) = line_col(text.as_bytes(), root.range().start);
@@ -87,25 +90,45 @@ impl<'a> DomainXml<'a> {
     }
 }
 
-fn parse_error(text: &str, e: &roxmltree::Error) -> Error {
-    use roxmltree::Error as E;
-    let end = line_col(text.as_bytes(), text.len());
-    let (pos, msg) = match e {
-        E::DtdDetected => {
-            let at = text.find("<!DOCTYPE").unwrap_or(0);
-            (
-                line_col(text.as_bytes(), at),
-                "a DOCTYPE is not accepted in a domain XML (entities are never expanded or fetched)"
-                    .to_string(),
-            )
+/// The parts of a domain any virt-systemd code looks at: the root element's children, all
+/// of `<name>`, `<uuid>`, `<os>`, `<sysinfo>`, the children of `<devices>` with all of
+/// `<vsock>` and `<interface>`, the children of `<metadata>` with all of ours. Everything
+/// else (disks, controllers, foreign metadata…) stays out of the tree.
+pub fn keep(p: &Place) -> Keep {
+    let plain = p.namespace.is_none();
+    match (p.depth, p.parent, p.name) {
+        (1, ..) => Keep::Select,
+        (2, _, "name" | "uuid" | "os" | "sysinfo") if plain => Keep::All,
+        (2, _, "devices" | "metadata") if plain => Keep::Select,
+        (3, "devices", "vsock" | "interface") if plain => Keep::All,
+        (3, "metadata", _) if p.namespace == Some(crate::METADATA_NS) => Keep::All,
+        _ => Keep::Nothing,
+    }
+}
+
+thread_local! {
+    static FULL_TREES: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Run `f` with [`DomainXml::parse`] keeping whole trees, so tests can check that what
+/// [`keep`] leaves out changes no result.
+#[doc(hidden)]
+pub fn with_full_trees<T>(f: impl FnOnce() -> T) -> T {
+    let was = FULL_TREES.with(|c| c.replace(true));
+    let out = f();
+    FULL_TREES.with(|c| c.set(was));
+    out
+}
+
+fn parse_error(text: &str, e: &XmlError) -> Error {
+    let msg = match &e.kind {
+        ErrorKind::Doctype => {
+            "a DOCTYPE is not accepted in a domain XML (entities are never expanded or fetched)"
+                .to_string()
         }
-        E::NoRootNode => (end, "no root element".to_string()),
-        E::UnclosedRootNode | E::UnexpectedEndOfStream => (
-            end,
-            "document is truncated (unexpected end of input)".to_string(),
-        ),
-        E::UnknownToken(p) => (
-            (p.row, p.col),
+        ErrorKind::NoRoot => "no root element".to_string(),
+        ErrorKind::Truncated => "document is truncated (unexpected end of input)".to_string(),
+        ErrorKind::UnknownToken => {
             if text
                 .trim_start_matches('\u{feff}')
                 .trim_start()
@@ -114,28 +137,16 @@ fn parse_error(text: &str, e: &roxmltree::Error) -> Error {
                 "unexpected content; a document has exactly one root element".to_string()
             } else {
                 "text where markup was expected".to_string()
-            },
-        ),
-        other => {
-            let p = other.pos();
-            ((p.row, p.col), strip_pos(&other.to_string()))
+            }
         }
+        ErrorKind::Other(m) => m.clone(),
     };
+    let (line, column) = line_col(text.as_bytes(), e.pos);
     Error::Parse {
         input: String::new(),
-        line: pos.0,
-        column: pos.1,
+        line,
+        column,
         msg,
-    }
-}
-
-/// roxmltree appends " at R:C" to its messages; we print positions our own way.
-fn strip_pos(msg: &str) -> String {
-    match msg.rfind(" at ") {
-        Some(i) if msg[i + 4..].chars().all(|c| c.is_ascii_digit() || c == ':') => {
-            msg[..i].to_string()
-        }
-        _ => msg.to_string(),
     }
 }
 

@@ -18,6 +18,7 @@ pub mod notify;
 pub mod render;
 pub mod report;
 pub mod state;
+pub mod xdom;
 pub mod xmltext;
 
 pub use error::{Error, ExitCode};

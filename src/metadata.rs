@@ -7,9 +7,9 @@
 use crate::credential::Kind;
 use crate::domain::{child, DomainXml};
 use crate::error::{Error, Result};
+use crate::xdom::Node;
 use crate::xmltext::{escape_attr, escape_text};
 use crate::{METADATA_ELEMENT, METADATA_NS};
-use roxmltree::Node;
 
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct ManagedCredential {

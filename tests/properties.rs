@@ -340,7 +340,7 @@ proptest! {
         }
         if let Some(k) = &a.cmdline {
             if l.kernel > 0 {
-                let cmdline = d.top("os").unwrap().children().find(|c| c.has_tag_name("cmdline")).unwrap();
+                let cmdline = d.top("os").unwrap().children().find(|c| c.is_element() && c.tag_name().name() == "cmdline").unwrap();
                 prop_assert!(cmdline.text().unwrap().ends_with(k.as_str()));
             } else {
                 let want = format!("io.systemd.stub.kernel-cmdline-extra={k}");
