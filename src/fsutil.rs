@@ -8,6 +8,16 @@ use std::path::Path;
 
 /// Replace `path` with `data`. `mode` applies to new files; an existing file keeps its own.
 pub fn write_atomic(path: &Path, data: &[u8], mode: u32) -> std::io::Result<()> {
+    write_atomic_with(path, mode, |f| f.write_all(data))
+}
+
+/// [`write_atomic`] with the contents written by `fill`, so they need not be in memory
+/// whole. `path` is untouched unless `fill` succeeds.
+pub fn write_atomic_with(
+    path: &Path,
+    mode: u32,
+    fill: impl FnOnce(&mut dyn Write) -> std::io::Result<()>,
+) -> std::io::Result<()> {
     let dir = match path.parent() {
         Some(p) if !p.as_os_str().is_empty() => p,
         _ => Path::new("."),
@@ -26,7 +36,10 @@ pub fn write_atomic(path: &Path, data: &[u8], mode: u32) -> std::io::Result<()> 
             .create_new(true)
             .mode(0o600)
             .open(&tmp)?;
-        f.write_all(data)?;
+        let mut w = std::io::BufWriter::with_capacity(64 * 1024, &mut f);
+        fill(&mut w)?;
+        w.flush()?;
+        drop(w);
         let perm = existing.as_ref().map_or(mode, |m| m.mode() & 0o7777);
         if let Some(m) = &existing {
             // Only root may give a file away; others keep their own ownership.

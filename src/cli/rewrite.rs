@@ -120,24 +120,26 @@ pub fn run(a: &RewriteArgs, cfg: &Config, notes: &mut Vec<String>) -> Result<()>
     let (name, bytes) = read_input(&a.file)?;
     let text = domain::decode(&bytes).map_err(|e| with_source(e, &name))?;
     let out = if a.strip {
-        render::strip(text, Mode::Full)
+        render::strip_spliced(text, Mode::Full)
     } else {
-        render::rewrite(text, &cfg.rewrite, &req, &|| {
+        render::rewrite_spliced(text, &cfg.rewrite, &req, &|| {
             uuid::Uuid::new_v4().hyphenated().to_string()
         })
     }
     .map_err(|e| with_source(e, &name))?;
-    notes.extend(out.notes);
+    notes.extend(out.notes.iter().cloned());
+    // Written piece by piece: a large domain's output never exists whole in memory.
     if a.in_place {
-        if out.text != text {
-            write_file(&a.file, &out.text)?;
+        if !out.unchanged(text) {
+            write_file(&a.file, &out)?;
         }
     } else if let Some(o) = &a.output {
-        write_file(o, &out.text)?;
+        write_file(o, &out)?;
     } else {
-        let mut so = std::io::stdout().lock();
-        so.write_all(out.text.as_bytes())
-            .and_then(|_| so.flush())
+        let so = std::io::stdout().lock();
+        let mut w = std::io::BufWriter::with_capacity(64 * 1024, so);
+        out.write_to(&mut w)
+            .and_then(|_| w.flush())
             .map_err(|e| Error::Write {
                 path: "<stdout>".into(),
                 source: e,
@@ -146,9 +148,9 @@ pub fn run(a: &RewriteArgs, cfg: &Config, notes: &mut Vec<String>) -> Result<()>
     Ok(())
 }
 
-fn write_file(p: &Path, s: &str) -> Result<()> {
+fn write_file(p: &Path, out: &render::Spliced) -> Result<()> {
     // Domain XML can carry credentials: new files are private.
-    crate::fsutil::write_atomic(p, s.as_bytes(), 0o600).map_err(|e| Error::Write {
+    crate::fsutil::write_atomic_with(p, 0o600, |w| out.write_to(w)).map_err(|e| Error::Write {
         path: p.into(),
         source: e,
     })

@@ -19,6 +19,7 @@ use layout::{
     append_children, append_children_skipping, content_range, insert_after, insert_before, Style,
 };
 use splice::Edit;
+use std::borrow::Cow;
 use strip::{oem_entries, sysinfo};
 
 const T_VSOCK: &str = include_str!("../../xml-templates/vsock.xml");
@@ -46,18 +47,7 @@ struct Carry {
 
 /// Remove everything virt-systemd manages.
 pub fn strip(input: &str, mode: strip::Mode) -> Result<Outcome> {
-    let d = DomainXml::parse(input)?;
-    let Some(r) = metadata::read(&d)? else {
-        return Ok(Outcome {
-            text: input.to_string(),
-            notes: vec!["domain has no virt-systemd metadata; nothing to remove".into()],
-        });
-    };
-    let s = strip::strip(&d, &r, mode);
-    Ok(Outcome {
-        text: splice::apply(input, s.edits),
-        notes: s.notes,
-    })
+    strip_spliced(input, mode).map(Spliced::into_outcome)
 }
 
 /// Resolve the intent for `input` and render it. `new_uuid` supplies a UUID when the
@@ -68,16 +58,79 @@ pub fn rewrite(
     req: &Request,
     new_uuid: &dyn Fn() -> String,
 ) -> Result<Outcome> {
+    rewrite_spliced(input, defaults, req, new_uuid).map(Spliced::into_outcome)
+}
+
+/// A result before it is written out: `base` (the input, or the input with our old
+/// entries stripped) with `edits` applied.
+pub struct Spliced<'a> {
+    base: Cow<'a, str>,
+    edits: Vec<Edit>,
+    pub notes: Vec<String>,
+}
+
+impl Spliced<'_> {
+    fn new(base: Cow<'_, str>, mut edits: Vec<Edit>, notes: Vec<String>) -> Spliced<'_> {
+        splice::sort(&mut edits);
+        Spliced { base, edits, notes }
+    }
+
+    /// Write the result without building it in memory first.
+    pub fn write_to(&self, w: &mut (impl std::io::Write + ?Sized)) -> std::io::Result<()> {
+        splice::pieces(&self.base, &self.edits, |p| w.write_all(p.as_bytes()))
+    }
+
+    /// Is the result byte for byte `input`?
+    pub fn unchanged(&self, input: &str) -> bool {
+        let mut at = 0;
+        let same = splice::pieces(&self.base, &self.edits, |p| {
+            let ok = input.as_bytes().get(at..at + p.len()) == Some(p.as_bytes());
+            at += p.len();
+            if ok {
+                Ok(())
+            } else {
+                Err(())
+            }
+        });
+        same.is_ok() && at == input.len()
+    }
+
+    pub fn into_outcome(self) -> Outcome {
+        Outcome {
+            text: splice::apply(&self.base, self.edits),
+            notes: self.notes,
+        }
+    }
+}
+
+/// [`strip`], unwritten.
+pub fn strip_spliced(input: &str, mode: strip::Mode) -> Result<Spliced<'_>> {
+    let d = DomainXml::parse(input)?;
+    let Some(r) = metadata::read(&d)? else {
+        return Ok(Spliced::new(
+            Cow::Borrowed(input),
+            Vec::new(),
+            vec!["domain has no virt-systemd metadata; nothing to remove".into()],
+        ));
+    };
+    let s = strip::strip(&d, &r, mode);
+    Ok(Spliced::new(Cow::Borrowed(input), s.edits, s.notes))
+}
+
+/// [`rewrite`], unwritten.
+pub fn rewrite_spliced<'a>(
+    input: &'a str,
+    defaults: &RewriteDefaults,
+    req: &Request,
+    new_uuid: &dyn Fn() -> String,
+) -> Result<Spliced<'a>> {
     let d = DomainXml::parse(input)?;
     let record = metadata::read(&d)?;
     let it = intent::resolve(defaults, record.as_ref(), &|mc| current_value(&d, mc), req)?;
     let Some(r) = &record else {
         // Nothing of ours to strip: render onto the document already parsed.
         let (edits, notes) = render(&d, &it, &Carry::default(), req.force, new_uuid)?;
-        return Ok(Outcome {
-            text: splice::apply(input, edits),
-            notes,
-        });
+        return Ok(Spliced::new(Cow::Borrowed(input), edits, notes));
     };
     let s = strip::strip(&d, r, strip::Mode::KeepIdentity);
     let carry = Carry {
@@ -89,11 +142,9 @@ pub fn rewrite(
     drop(d); // one document at a time: large domains are several MiB parsed
     let d2 = DomainXml::parse(&clean)?;
     let (edits, more) = render(&d2, &it, &carry, req.force, new_uuid)?;
+    drop(d2);
     notes.extend(more);
-    Ok(Outcome {
-        text: splice::apply(&clean, edits),
-        notes,
-    })
+    Ok(Spliced::new(Cow::Owned(clean), edits, notes))
 }
 
 /// The value a managed credential has in the document now.

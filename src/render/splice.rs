@@ -33,24 +33,43 @@ impl Edit {
 /// Apply `edits` (any order; insertions at one point keep their given order).
 /// Overlapping edits are a bug in the caller.
 pub fn apply(text: &str, mut edits: Vec<Edit>) -> String {
-    // Stable sort keeps insertion order for edits at the same position.
-    edits.sort_by_key(|e| (e.range.start, e.range.end));
+    sort(&mut edits);
     let extra: usize = edits.iter().map(|e| e.text.len()).sum();
     let mut out = String::with_capacity(text.len() + extra);
+    pieces(text, &edits, |p| {
+        out.push_str(p);
+        Ok::<(), std::convert::Infallible>(())
+    })
+    .expect("a String takes every piece");
+    out
+}
+
+/// Put `edits` in the order `pieces` wants them.
+pub fn sort(edits: &mut [Edit]) {
+    // Stable sort keeps insertion order for edits at the same position.
+    edits.sort_by_key(|e| (e.range.start, e.range.end));
+}
+
+/// Hand the edited text to `f` piece by piece, so large outputs need not exist whole in
+/// memory. `edits` must be sorted (see [`sort`]).
+pub fn pieces<E>(
+    text: &str,
+    edits: &[Edit],
+    mut f: impl FnMut(&str) -> Result<(), E>,
+) -> Result<(), E> {
     let mut pos = 0;
-    for e in &edits {
+    for e in edits {
         assert!(
             e.range.start >= pos,
             "overlapping edits at {}..{}",
             e.range.start,
             e.range.end
         );
-        out.push_str(&text[pos..e.range.start]);
-        out.push_str(&e.text);
+        f(&text[pos..e.range.start])?;
+        f(&e.text)?;
         pos = e.range.end;
     }
-    out.push_str(&text[pos..]);
-    out
+    f(&text[pos..])
 }
 
 #[cfg(test)]
