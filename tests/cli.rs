@@ -296,6 +296,22 @@ fn conflicts_need_force() {
     );
 }
 
+/// A `<cmdline>` with markup inside: appending could not be undone exactly, so refuse.
+#[test]
+fn cmdline_with_markup_is_refused() {
+    let k = "<domain type='kvm'>\n  <name>k</name>\n  <os>\n    <type>hvm</type>\n    <kernel>/k</kernel>\n    <cmdline>a<!-- b -->c</cmdline>\n  </os>\n</domain>\n";
+    let o = run(&["rewrite", "--kernel-cmdline", "quiet"], k.as_bytes());
+    assert_eq!(o.status.code(), Some(7), "{}", err(&o));
+    assert!(err(&o).contains("<os><cmdline> holds markup, not only text"));
+    assert!(o.stdout.is_empty());
+    let plain = k.replace("a<!-- b -->c", "ac");
+    let o = run(&["rewrite", "--kernel-cmdline", "quiet"], plain.as_bytes());
+    assert_eq!(o.status.code(), Some(0), "{}", err(&o));
+    assert!(String::from_utf8(o.stdout)
+        .unwrap()
+        .contains("<cmdline>ac quiet</cmdline>"));
+}
+
 #[test]
 fn in_place_keeps_mode_and_writes_atomically() {
     use std::os::unix::fs::PermissionsExt;

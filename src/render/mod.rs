@@ -275,6 +275,14 @@ fn render(
         match mode {
             CmdlineMode::Append => {
                 let c = child(os, "cmdline").expect("checked above");
+                // Appending is exact only to plain text (libvirt reads the text anyway); an
+                // element or comment inside would hide where our arguments end.
+                if c.children().any(|n| !n.is_text()) {
+                    return Err(Error::Conflict(
+                        "<os><cmdline> holds markup, not only text; virt-systemd appends only to a plain-text command line"
+                            .into(),
+                    ));
+                }
                 let cr = content_range(text, c);
                 if cr.end == c.range().end {
                     // <cmdline/>: open it.
