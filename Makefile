@@ -1,6 +1,7 @@
 # virt-systemd: build, install and package. One command per format:
 #
-#   make                      cargo build --release (the binaries)
+#   make                      the binaries as they ship, in target/dist (packaging/build-bins.sh:
+#                             virt-systemd and the hook static, STATIC=0 for dynamic)
 #   make install DESTDIR=DIR  install as packaging/install-manifest says (DESTDIR empty: /)
 #   make deb                  target/debian/virt-systemd_VERSION-1_ARCH.deb (dpkg-deb)
 #   make rpm                  target/rpm/RPMS/ARCH/virt-systemd-VERSION-1.ARCH.rpm (rpmbuild)
@@ -12,8 +13,10 @@
 CARGO ?= cargo
 CARGO_TARGET_DIR ?= target
 PROFILE ?= release
-# where `make install` takes the binaries from
-BINDIR ?= $(CARGO_TARGET_DIR)/$(PROFILE)
+# 0: link virt-systemd and virt-systemd-hook dynamically too (see packaging/build-bins.sh)
+STATIC ?= 1
+# where `make build` puts the binaries and `make install`, deb and rpm take them from
+BINDIR ?= $(CARGO_TARGET_DIR)/dist
 DESTDIR ?=
 # @ZSH_COMPLETIONS@ of the manifest (Debian: /usr/share/zsh/vendor-completions)
 ZSH_COMPLETIONS ?= /usr/share/zsh/site-functions
@@ -25,7 +28,8 @@ INSTALL_FLAGS ?=
 all: build
 
 build:
-	$(CARGO) build --profile $(PROFILE) --locked --bins
+	CARGO="$(CARGO)" CARGO_TARGET_DIR="$(CARGO_TARGET_DIR)" packaging/build-bins.sh \
+		--profile $(PROFILE) --out "$(BINDIR)" $(if $(filter 0,$(STATIC)),--dynamic)
 
 install:
 	packaging/install.sh --bindir "$(BINDIR)" --destdir "$(DESTDIR)" \

@@ -26,12 +26,13 @@ done
 for t in python3 /usr/bin/time; do
   command -v "$t" >/dev/null || { echo "missing $t (apt-get install time)" >&2; exit 2; }
 done
-(cd "$root" && cargo build --release --quiet --bin virt-systemd-hook --bin virt-systemd)
-hook="$root/target/release/virt-systemd-hook"
+# The binaries that ship (packaging/build-bins.sh: static, as `make` builds them).
+"$root/packaging/build-bins.sh" >/dev/null 2>&1 || "$root/packaging/build-bins.sh" >/dev/null
+hook="$root/target/dist/virt-systemd-hook"
 out="$here/out"
 mkdir -p "$out"
 # A typical domain as virt-systemd leaves it (the hook checks drift at prepare).
-"$root/target/release/virt-systemd" --config /dev/null rewrite "$here/typical.xml" \
+"$root/target/dist/virt-systemd" --config /dev/null rewrite "$here/typical.xml" \
   --hostname web-01 --machine-id > "$out/hook-domain.xml"
 printf '[hook]\nstate_dir = "%s/hook-state"\n' "$out" > "$out/hook.toml"
 
@@ -68,7 +69,7 @@ printf '%-30s %10s %10s %7s %8s\n' what hook_ms true_ms ratio rss_kib
 printf '%-30s %10.3f %10.3f %7s %8s\n' "prepare (host, no D-Bus)" "$hp" "$tp" "$(ratio "$hp" "$tp")" "$rss_prepare"
 
 [ "$lab" = 1 ] || exit 0
-export SUITE=trixie LAB_BIN_DIR="$root/target/release" LAB_LOCK=${LAB_LOCK:-/run/lock/virt-systemd-lab.lock}
+export SUITE=trixie LAB_BIN_DIR="$root/target/dist" LAB_LOCK=${LAB_LOCK:-/run/lock/virt-systemd-lab.lock}
 exec 9>"$LAB_LOCK"; flock 9; export LAB_LOCK_HELD=1
 trap '"$root/tests/lab/lab-down.sh" >/dev/null 2>&1 || true' EXIT
 "$root/tests/lab/lab-up.sh" > "$out/hook-lab-up.log" 2>&1

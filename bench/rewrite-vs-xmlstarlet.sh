@@ -9,7 +9,8 @@
 #
 # Usage: bench/rewrite-vs-xmlstarlet.sh [--runs N] [--warmup N] [--check] [--no-build]
 #   --check     exit 1 when a target is missed (default: report only, exit 0)
-#   --no-build  use the existing target/release/virt-systemd (or $VIRT_SYSTEMD)
+#   --no-build  use the existing target/dist/virt-systemd (or $VIRT_SYSTEMD)
+# The binary measured is the one that ships: packaging/build-bins.sh (static, as `make`).
 # Needs: hyperfine, xmlstarlet, GNU time (Debian: apt-get install hyperfine xmlstarlet time).
 # Results (CSV/JSON per input, outputs of both tools) land in bench/out/.
 set -euo pipefail
@@ -42,9 +43,9 @@ if [ ${#missing[@]} -gt 0 ]; then
   exit 2
 fi
 
-vs="${VIRT_SYSTEMD:-$root/target/release/virt-systemd}"
+vs="${VIRT_SYSTEMD:-$root/target/dist/virt-systemd}"
 if [ "$build" = 1 ] && [ -z "${VIRT_SYSTEMD:-}" ]; then
-  (cd "$root" && cargo build --release --quiet --bin virt-systemd)
+  "$root/packaging/build-bins.sh" >/dev/null 2>&1 || "$root/packaging/build-bins.sh" >/dev/null
 fi
 [ -x "$vs" ] || { echo "no binary at $vs" >&2; exit 2; }
 

@@ -667,7 +667,7 @@ declare -f package"#;
     // run package() as makepkg would, on this build's binaries
     let srcdir = tempfile::tempdir().unwrap();
     let pkgdir = tempfile::tempdir().unwrap();
-    let rel = srcdir.path().join("target/release");
+    let rel = srcdir.path().join("target/dist");
     fs::create_dir_all(&rel).unwrap();
     for e in manifest(SITE_ZSH).iter().filter(|e| e.kind == "bin") {
         fs::copy(bin_dir().join(&e.source), rel.join(&e.source)).unwrap();

@@ -1,9 +1,9 @@
 #!/bin/bash
 # packaging/debian/build-deb.sh - build the virt-systemd .deb with dpkg-deb from a staging
 # tree made by packaging/install.sh (no debhelper, no cargo-deb). `make deb` runs it after
-# `cargo build --release`; tests/lab_package.rs runs it on the test build's binaries.
+# `make build` (packaging/build-bins.sh); tests/lab_package.rs runs it on the test build's binaries.
 #
-#   packaging/debian/build-deb.sh [--bindir target/release] [--out target/debian]
+#   packaging/debian/build-deb.sh [--bindir target/dist] [--out target/debian]
 #
 # Prints the path of the .deb on stdout. Depends: comes from dpkg-shlibdeps on the staged
 # binaries (so it matches the libc and libvirt they were linked against). DEB_REVISION
@@ -11,7 +11,7 @@
 set -euo pipefail
 
 SRC=$(cd "$(dirname "$0")/../.." && pwd)
-BINDIR=$SRC/target/release
+BINDIR=$SRC/target/dist
 OUT=$SRC/target/debian
 while [ $# -gt 0 ]; do
   case "$1" in

@@ -3,7 +3,7 @@
 # already built (`make rpm` builds them first): a source tarball of the working tree as
 # Source0, %install = make install, as on a distribution's build host.
 #
-#   packaging/rpm/build-rpm.sh [--bindir target/release] [--out target/rpm]
+#   packaging/rpm/build-rpm.sh [--bindir target/dist] [--out target/rpm]
 #
 # Prints the path of the .rpm on stdout. On hosts without systemd-rpm-macros (Debian's rpm
 # package) the macros come from packaging/rpm/macros.fallback, and BuildRequires are not
@@ -11,7 +11,7 @@
 set -euo pipefail
 
 SRC=$(cd "$(dirname "$0")/../.." && pwd)
-BINDIR=$SRC/target/release
+BINDIR=$SRC/target/dist
 OUT=$SRC/target/rpm
 while [ $# -gt 0 ]; do
   case "$1" in
