@@ -122,7 +122,9 @@ pub fn check_all(data: &[u8]) {
 /// Law 0. Deliberate differences, skipped: `xmlns=""` (roxmltree gives elements the
 /// namespace "" where Namespaces 1.0 says none) and a repeated `xmlns` attribute (roxmltree
 /// accepts it; XML says an attribute appears once), an element named with the `xml`
-/// prefix (bound by definition; roxmltree calls it unknown), and a character reference to no
+/// prefix (bound by definition; roxmltree calls it unknown), a name with an empty prefix
+/// (`<:a>`, ` :a='1'`: roxmltree reads the prefix as absent, Namespaces says no QName),
+/// and a character reference to no
 /// character (a surrogate or beyond U+10FFFF: roxmltree reads U+FFFD). In text with
 /// references, roxmltree keeps a CR that comes right before a reference and turns a CR
 /// from `&#13;` into a newline (XML: the other way round), so there texts are compared with
@@ -158,6 +160,11 @@ fn deliberate(input: &str) -> bool {
         || input.contains("xmlns=''")
         || input.matches("xmlns").count() > 1
         || input.contains("<xml:")
+        || input.contains("<:")
+        || input.contains("</:")
+        || [' ', '\t', '\n', '\r']
+            .iter()
+            .any(|w| input.contains(&format!("{w}:")))
         || refs_no_char(input)
 }
 

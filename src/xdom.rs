@@ -743,7 +743,9 @@ impl<'i, 'p> Parser<'i, 'p> {
             // (a colon is class 4, so it never starts a part)
             _ => self.text[r.0..].chars().next().is_some_and(is_name_start),
         };
-        if (prefix.0 != prefix.1 && !starts_ok(prefix)) || !starts_ok(local) {
+        // A colon first (`:a`) is an XML Name but no QName: an empty prefix binds nothing.
+        if colon == Some(start) || (prefix.0 != prefix.1 && !starts_ok(prefix)) || !starts_ok(local)
+        {
             if self.pos >= self.b.len() {
                 return Err(self.eof());
             }
