@@ -45,7 +45,59 @@ impl<'a> DomainXml<'a> {
                 root.tag_name().name()
             )));
         }
-        Ok(DomainXml { text, doc })
+        let d = DomainXml { text, doc };
+        d.check_singletons()?;
+        Ok(d)
+    }
+
+    /// Elements libvirt has once, and we edit, must be there once: with two `<os>` (or two
+    /// records of ours) a rewrite would read one and edit the other.
+    fn check_singletons(&self) -> Result<()> {
+        let root = self.root();
+        fn second<'n, 'i>(parent: Node<'n, 'i>, name: &str) -> Option<Node<'n, 'i>> {
+            parent.children().filter(|c| is_named(c, name)).nth(1)
+        }
+        let mut found = ["name", "uuid", "os", "devices", "metadata"]
+            .iter()
+            .find_map(|n| second(root, n).map(|e| (e, format!("<{n}>"))));
+        if let Some(os) = self.top("os") {
+            found = found.or_else(|| {
+                ["kernel", "initrd", "cmdline", "smbios"]
+                    .iter()
+                    .find_map(|n| second(os, n).map(|e| (e, format!("<os><{n}>"))))
+            });
+        }
+        if let Some(dev) = self.top("devices") {
+            found = found.or_else(|| second(dev, "vsock").map(|e| (e, "<vsock>".into())));
+        }
+        for ty in ["smbios", "fwcfg"] {
+            let mut of_type = children(root, "sysinfo").filter(|s| s.attribute("type") == Some(ty));
+            let first = of_type.next();
+            found = found
+                .or_else(|| {
+                    of_type
+                        .next()
+                        .map(|e| (e, format!("<sysinfo type='{ty}'>")))
+                })
+                .or_else(|| {
+                    first.and_then(|s| second(s, "oemStrings").map(|e| (e, "<oemStrings>".into())))
+                });
+        }
+        if let Some(m) = self.top("metadata") {
+            let mut ours = m
+                .children()
+                .filter(|c| c.is_element() && c.tag_name().namespace() == Some(crate::METADATA_NS));
+            found = found.or_else(|| ours.nth(1).map(|e| (e, "virt-systemd record".into())));
+        }
+        match found {
+            None => Ok(()),
+            Some((e, what)) => {
+                let (line, column) = line_col(self.text.as_bytes(), e.range().start);
+                Err(Error::NotDomain(format!(
+                    "line {line}, column {column}: a second {what}; a libvirt domain has one"
+                )))
+            }
+        }
     }
 
     pub fn root(&self) -> Node<'_, 'a> {
