@@ -40,6 +40,12 @@ impl BusError {
 
 pub type BusResult<T> = Result<T, BusError>;
 
+/// Answers of `GetMachineByPID` and `GetMachine`, asked together.
+pub type Lookups = (
+    BusResult<Option<MachineInfo>>,
+    BusResult<Option<MachineInfo>>,
+);
+
 /// A machine as machined shows it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MachineInfo {
@@ -83,6 +89,11 @@ pub enum Api {
 pub trait Bus {
     fn machine_by_pid(&self, pid: u32) -> BusResult<Option<MachineInfo>>;
     fn machine(&self, name: &str) -> BusResult<Option<MachineInfo>>;
+    /// `machine_by_pid(pid)` and `machine(name)` together (the zbus adapter asks both in one
+    /// round trip); the second answer matters only when the first is `Ok(None)`.
+    fn machine_by_pid_and_name(&self, pid: u32, name: &str) -> Lookups {
+        (self.machine_by_pid(pid), self.machine(name))
+    }
     fn register(&self, r: &Registration, how: How) -> BusResult<Api>;
     /// `Ok(false)`: there was no such machine.
     fn unregister(&self, name: &str) -> BusResult<bool>;
@@ -153,8 +164,8 @@ pub fn unit_of_cgroup(cgroup: &str) -> Option<String> {
 ///
 /// Built for a short-lived process: no proxies (they would add match rules and fetch
 /// properties), zbus's executor ticked on the calling thread instead of a thread of its own,
-/// the socket connected here rather than on a helper thread, and a machine's properties
-/// read with one `GetAll`.
+/// the socket connected here rather than on a helper thread, lookups sent together and
+/// answered in one round trip, and a machine's properties read with one `GetAll`.
 pub struct Machined {
     conn: zbus::Connection,
 }
@@ -192,6 +203,32 @@ fn unix_socket(address: &str) -> Option<std::io::Result<UnixStream>> {
         }
         _ => return None,
     })
+}
+
+/// Poll two futures together (both requests go out before either reply is awaited).
+async fn both<A: Future, B: Future>(a: A, b: B) -> (A::Output, B::Output) {
+    let (mut a, mut b) = (std::pin::pin!(a), std::pin::pin!(b));
+    let (mut ra, mut rb) = (None, None);
+    std::future::poll_fn(|cx| {
+        if ra.is_none() {
+            if let Poll::Ready(v) = a.as_mut().poll(cx) {
+                ra = Some(v);
+            }
+        }
+        if rb.is_none() {
+            if let Poll::Ready(v) = b.as_mut().poll(cx) {
+                rb = Some(v);
+            }
+        }
+        match (ra.take(), rb.take()) {
+            (Some(x), Some(y)) => Poll::Ready((x, y)),
+            (x, y) => {
+                (ra, rb) = (x, y);
+                Poll::Pending
+            }
+        }
+    })
+    .await
 }
 
 impl Machined {
@@ -328,6 +365,13 @@ impl Bus for Machined {
 
     fn machine(&self, name: &str) -> BusResult<Option<MachineInfo>> {
         self.run(self.lookup("GetMachine", &(name,), NO_SUCH_MACHINE))
+    }
+
+    fn machine_by_pid_and_name(&self, pid: u32, name: &str) -> Lookups {
+        self.run(both(
+            self.lookup("GetMachineByPID", &(pid,), NO_MACHINE_FOR_PID),
+            self.lookup("GetMachine", &(name,), NO_SUCH_MACHINE),
+        ))
     }
 
     fn register(&self, r: &Registration, how: How) -> BusResult<Api> {
