@@ -4,9 +4,11 @@
 //! `…WithNetwork` on `UnknownMethod`. Never `TerminateMachine` (it stops the unit, which can
 //! be libvirtd itself); `UnregisterMachine` kills nothing.
 
+use std::cell::RefCell;
 use std::collections::HashMap;
 use std::future::Future;
 use std::os::unix::net::UnixStream;
+use std::path::PathBuf;
 use std::task::Poll;
 use std::time::Duration;
 use zbus::zvariant::{ObjectPath, OwnedObjectPath, OwnedValue};
@@ -168,6 +170,10 @@ pub fn unit_of_cgroup(cgroup: &str) -> Option<String> {
 /// answered in one round trip, and a machine's properties read with one `GetAll`.
 pub struct Machined {
     conn: zbus::Connection,
+    /// machined's unique bus name, from the sender of its latest reply.
+    peer: RefCell<Option<String>>,
+    /// Where to remember which `…Ex` methods this machined lacks (see `register`).
+    api_cache: Option<PathBuf>,
 }
 
 fn other(method: &'static str) -> impl Fn(zbus::Error) -> BusError {
@@ -245,7 +251,18 @@ impl Machined {
         };
         let conn = zbus::block_on(b.method_timeout(timeout).internal_executor(false).build())
             .map_err(|e| connect(&e))?;
-        Ok(Machined { conn })
+        Ok(Machined {
+            conn,
+            peer: RefCell::new(None),
+            api_cache: None,
+        })
+    }
+
+    /// Remember across hook runs (in `path`) which `…Ex` methods the running machined lacks,
+    /// so later registrations skip the call that would fail with `UnknownMethod`.
+    pub fn with_api_cache(mut self, path: PathBuf) -> Machined {
+        self.api_cache = Some(path);
+        self
     }
 
     /// Run `f` to completion on this thread, ticking zbus's executor (its socket reader)
@@ -268,6 +285,14 @@ impl Machined {
         })
     }
 
+    fn note_sender(&self, m: &zbus::Message) {
+        if let Some(s) = m.header().sender() {
+            if s.starts_with(':') {
+                *self.peer.borrow_mut() = Some(s.to_string());
+            }
+        }
+    }
+
     async fn call<B>(
         &self,
         path: ObjectPath<'_>,
@@ -278,10 +303,22 @@ impl Machined {
     where
         B: serde::Serialize + zbus::zvariant::DynamicType,
     {
-        self.conn
+        match self
+            .conn
             .call_method(Some(DEST), path, Some(interface), method, body)
             .await
-            .map_err(other(method))
+        {
+            Ok(m) => {
+                self.note_sender(&m);
+                Ok(m)
+            }
+            Err(e) => {
+                if let zbus::Error::MethodError(_, _, m) = &e {
+                    self.note_sender(m);
+                }
+                Err(other(method)(e))
+            }
+        }
     }
 
     async fn manager<B, R>(&self, method: &'static str, body: &B) -> BusResult<R>
@@ -352,6 +389,44 @@ impl Machined {
             Err(e) => Err(e),
         }
     }
+
+    /// `(bus GUID, machined's unique name)`: names one machined process for as long as
+    /// the bus runs (unique names are never reused on a bus).
+    fn instance(&self) -> Option<String> {
+        let peer = self.peer.borrow().clone()?;
+        Some(format!("{} {peer}", self.conn.server_guid()))
+    }
+
+    /// The cache: first line the instance, then one method name per line.
+    fn lacks(&self, method: &str) -> bool {
+        let (Some(path), Some(instance)) = (&self.api_cache, self.instance()) else {
+            return false;
+        };
+        let Ok(text) = std::fs::read_to_string(path) else {
+            return false;
+        };
+        let mut lines = text.lines();
+        lines.next() == Some(instance.as_str()) && lines.any(|l| l == method)
+    }
+
+    fn remember_lacks(&self, method: &str) {
+        let (Some(path), Some(instance)) = (&self.api_cache, self.instance()) else {
+            return;
+        };
+        let mut text = match std::fs::read_to_string(path) {
+            Ok(t) if t.lines().next() == Some(instance.as_str()) => t,
+            _ => format!("{instance}\n"),
+        };
+        if !text.lines().skip(1).any(|l| l == method) {
+            text.push_str(method);
+            text.push('\n');
+            if let Some(dir) = path.parent() {
+                let _ = std::fs::create_dir_all(dir);
+            }
+            // Only an optimisation: a failed write costs one UnknownMethod next time.
+            let _ = crate::fsutil::write_atomic(path, text.as_bytes(), 0o644);
+        }
+    }
 }
 
 const UNKNOWN_METHOD: &str = "org.freedesktop.DBus.Error.UnknownMethod";
@@ -400,7 +475,9 @@ impl Bus for Machined {
             How::Register => "RegisterMachineEx",
             How::Create => "CreateMachineEx",
         };
-        if let Ok(fd) = &pidfd {
+        // A machined that answered UnknownMethod for `ex` before (the same process: bus
+        // GUID and unique name match) cannot have gained it: go straight to the fallback.
+        if let (Ok(fd), false) = (&pidfd, self.lacks(ex)) {
             let mut props: Vec<(&str, Value)> = vec![
                 ("Id", Value::from(r.id.clone())),
                 ("Service", Value::from(SERVICE)),
@@ -424,7 +501,7 @@ impl Bus for Machined {
                 };
             match res {
                 Ok(_) => return Ok(Api::Ex),
-                Err(e) if e.is(UNKNOWN_METHOD) => {}
+                Err(e) if e.is(UNKNOWN_METHOD) => self.remember_lacks(ex),
                 Err(e) => return Err(e),
             }
         }

@@ -212,7 +212,7 @@ fn started(
         }
     };
     let bus = match Machined::connect(timeout(cfg)) {
-        Ok(b) => b,
+        Ok(b) => b.with_api_cache(cfg.hook.state_dir.join("machined-api")),
         Err(e) => {
             warn!(domain = %facts.name, uuid = %u, op, message_id = MSG_FAILED, "{e}; VM left alone");
             return;
