@@ -4,7 +4,14 @@
 //! `…WithNetwork` on `UnknownMethod`. Never `TerminateMachine` (it stops the unit, which can
 //! be libvirtd itself); `UnregisterMachine` kills nothing.
 
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::future::Future;
+use std::os::unix::net::UnixStream;
+use std::path::PathBuf;
+use std::task::Poll;
 use std::time::Duration;
+use zbus::zvariant::{ObjectPath, OwnedObjectPath, OwnedValue};
 
 pub const SERVICE: &str = "virt-systemd";
 pub const LIBVIRT_SERVICE: &str = "libvirt-qemu";
@@ -34,6 +41,12 @@ impl BusError {
 }
 
 pub type BusResult<T> = Result<T, BusError>;
+
+/// Answers of `GetMachineByPID` and `GetMachine`, asked together.
+pub type Lookups = (
+    BusResult<Option<MachineInfo>>,
+    BusResult<Option<MachineInfo>>,
+);
 
 /// A machine as machined shows it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -78,6 +91,11 @@ pub enum Api {
 pub trait Bus {
     fn machine_by_pid(&self, pid: u32) -> BusResult<Option<MachineInfo>>;
     fn machine(&self, name: &str) -> BusResult<Option<MachineInfo>>;
+    /// `machine_by_pid(pid)` and `machine(name)` together (the zbus adapter asks both in one
+    /// round trip); the second answer matters only when the first is `Ok(None)`.
+    fn machine_by_pid_and_name(&self, pid: u32, name: &str) -> Lookups {
+        (self.machine_by_pid(pid), self.machine(name))
+    }
     fn register(&self, r: &Registration, how: How) -> BusResult<Api>;
     /// `Ok(false)`: there was no such machine.
     fn unregister(&self, name: &str) -> BusResult<bool>;
@@ -145,8 +163,17 @@ pub fn unit_of_cgroup(cgroup: &str) -> Option<String> {
 }
 
 /// The zbus adapter on the system bus (or `DBUS_SYSTEM_BUS_ADDRESS`).
+///
+/// Built for a short-lived process: no proxies (they would add match rules and fetch
+/// properties), zbus's executor ticked on the calling thread instead of a thread of its own,
+/// the socket connected here rather than on a helper thread, lookups sent together and
+/// answered in one round trip, and a machine's properties read with one `GetAll`.
 pub struct Machined {
-    conn: zbus::blocking::Connection,
+    conn: zbus::Connection,
+    /// machined's unique bus name, from the sender of its latest reply.
+    peer: RefCell<Option<String>>,
+    /// Where to remember which `…Ex` methods this machined lacks (see `register`).
+    api_cache: Option<PathBuf>,
 }
 
 fn other(method: &'static str) -> impl Fn(zbus::Error) -> BusError {
@@ -163,39 +190,191 @@ fn other(method: &'static str) -> impl Fn(zbus::Error) -> BusError {
     }
 }
 
+const SYSTEM_BUS: &str = "unix:path=/var/run/dbus/system_bus_socket";
+
+/// A connected socket for a `unix:path=`/`unix:abstract=` address; `None` for any other
+/// address (zbus connects those itself).
+fn unix_socket(address: &str) -> Option<std::io::Result<UnixStream>> {
+    use std::os::linux::net::SocketAddrExt;
+    use zbus::address::transport::{Transport, UnixSocket};
+    let a = zbus::Address::try_from(address).ok()?;
+    let Transport::Unix(u) = a.transport() else {
+        return None;
+    };
+    Some(match u.path() {
+        UnixSocket::File(p) => UnixStream::connect(p),
+        UnixSocket::Abstract(n) => {
+            std::os::unix::net::SocketAddr::from_abstract_name(n.as_encoded_bytes())
+                .and_then(|a| UnixStream::connect_addr(&a))
+        }
+        _ => return None,
+    })
+}
+
+/// Poll two futures together (both requests go out before either reply is awaited).
+async fn both<A: Future, B: Future>(a: A, b: B) -> (A::Output, B::Output) {
+    let (mut a, mut b) = (std::pin::pin!(a), std::pin::pin!(b));
+    let (mut ra, mut rb) = (None, None);
+    std::future::poll_fn(|cx| {
+        if ra.is_none() {
+            if let Poll::Ready(v) = a.as_mut().poll(cx) {
+                ra = Some(v);
+            }
+        }
+        if rb.is_none() {
+            if let Poll::Ready(v) = b.as_mut().poll(cx) {
+                rb = Some(v);
+            }
+        }
+        match (ra.take(), rb.take()) {
+            (Some(x), Some(y)) => Poll::Ready((x, y)),
+            (x, y) => {
+                (ra, rb) = (x, y);
+                Poll::Pending
+            }
+        }
+    })
+    .await
+}
+
 impl Machined {
     pub fn connect(timeout: Duration) -> BusResult<Machined> {
-        let b = match std::env::var("DBUS_SYSTEM_BUS_ADDRESS") {
-            Ok(a) => zbus::blocking::connection::Builder::address(a.as_str()),
-            Err(_) => zbus::blocking::connection::Builder::system(),
-        }
-        .map_err(|e| BusError::Connect(e.to_string()))?;
-        let conn = b
-            .method_timeout(timeout)
-            .build()
-            .map_err(|e| BusError::Connect(e.to_string()))?;
-        Ok(Machined { conn })
-    }
-
-    fn manager(&self) -> BusResult<zbus::blocking::Proxy<'_>> {
-        zbus::blocking::Proxy::new(&self.conn, DEST, PATH, MANAGER).map_err(other("proxy"))
-    }
-
-    fn info(&self, path: zbus::zvariant::OwnedObjectPath) -> BusResult<MachineInfo> {
-        let p =
-            zbus::blocking::Proxy::new(&self.conn, DEST, path, MACHINE).map_err(other("proxy"))?;
-        let get = other("Get");
-        Ok(MachineInfo {
-            name: p.get_property("Name").map_err(&get)?,
-            id: p.get_property("Id").map_err(&get)?,
-            service: p.get_property("Service").map_err(&get)?,
-            class: p.get_property("Class").map_err(&get)?,
-            leader: p.get_property("Leader").map_err(&get)?,
-            unit: p.get_property("Unit").map_err(&get)?,
+        let connect = |e: &dyn std::fmt::Display| BusError::Connect(e.to_string());
+        let address =
+            std::env::var("DBUS_SYSTEM_BUS_ADDRESS").unwrap_or_else(|_| SYSTEM_BUS.to_string());
+        let b = match unix_socket(&address) {
+            Some(Ok(s)) => zbus::connection::Builder::async_io_unix_stream(s),
+            Some(Err(e)) => return Err(connect(&format!("{address}: {e}"))),
+            None => {
+                zbus::connection::Builder::address(address.as_str()).map_err(|e| connect(&e))?
+            }
+        };
+        let conn = zbus::block_on(b.method_timeout(timeout).internal_executor(false).build())
+            .map_err(|e| connect(&e))?;
+        Ok(Machined {
+            conn,
+            peer: RefCell::new(None),
+            api_cache: None,
         })
     }
 
-    fn lookup<B>(
+    /// Remember across hook runs (in `path`) which `…Ex` methods the running machined lacks,
+    /// so later registrations skip the call that would fail with `UnknownMethod`.
+    pub fn with_api_cache(mut self, path: PathBuf) -> Machined {
+        self.api_cache = Some(path);
+        self
+    }
+
+    /// Run `f` to completion on this thread, ticking zbus's executor (its socket reader)
+    /// while `f` waits.
+    fn run<T>(&self, f: impl Future<Output = T>) -> T {
+        let ex = self.conn.executor();
+        zbus::block_on(async {
+            let mut f = std::pin::pin!(f);
+            loop {
+                let mut tick = std::pin::pin!(ex.tick());
+                let done = std::future::poll_fn(|cx| match f.as_mut().poll(cx) {
+                    Poll::Ready(v) => Poll::Ready(Some(v)),
+                    Poll::Pending => tick.as_mut().poll(cx).map(|()| None),
+                })
+                .await;
+                if let Some(v) = done {
+                    return v;
+                }
+            }
+        })
+    }
+
+    fn note_sender(&self, m: &zbus::Message) {
+        if let Some(s) = m.header().sender() {
+            if s.starts_with(':') {
+                *self.peer.borrow_mut() = Some(s.to_string());
+            }
+        }
+    }
+
+    async fn call<B>(
+        &self,
+        path: ObjectPath<'_>,
+        interface: &str,
+        method: &'static str,
+        body: &B,
+    ) -> BusResult<zbus::Message>
+    where
+        B: serde::Serialize + zbus::zvariant::DynamicType,
+    {
+        match self
+            .conn
+            .call_method(Some(DEST), path, Some(interface), method, body)
+            .await
+        {
+            Ok(m) => {
+                self.note_sender(&m);
+                Ok(m)
+            }
+            Err(e) => {
+                if let zbus::Error::MethodError(_, _, m) = &e {
+                    self.note_sender(m);
+                }
+                Err(other(method)(e))
+            }
+        }
+    }
+
+    async fn manager<B, R>(&self, method: &'static str, body: &B) -> BusResult<R>
+    where
+        B: serde::Serialize + zbus::zvariant::DynamicType,
+        R: for<'d> serde::Deserialize<'d> + zbus::zvariant::Type,
+    {
+        self.call(
+            ObjectPath::from_static_str_unchecked(PATH),
+            MANAGER,
+            method,
+            body,
+        )
+        .await?
+        .body()
+        .deserialize()
+        .map_err(|e| other(method)(e))
+    }
+
+    /// All of a machine's properties in one `GetAll`.
+    async fn info(&self, path: OwnedObjectPath) -> BusResult<MachineInfo> {
+        const GET_ALL: &str = "GetAll";
+        let mut props: HashMap<String, OwnedValue> = self
+            .call(
+                path.as_ref(),
+                "org.freedesktop.DBus.Properties",
+                GET_ALL,
+                &(MACHINE,),
+            )
+            .await?
+            .body()
+            .deserialize()
+            .map_err(other(GET_ALL))?;
+        fn take<T: TryFrom<OwnedValue>>(
+            props: &mut HashMap<String, OwnedValue>,
+            key: &str,
+        ) -> BusResult<T> {
+            props
+                .remove(key)
+                .and_then(|v| T::try_from(v).ok())
+                .ok_or_else(|| BusError::Other {
+                    method: GET_ALL,
+                    msg: format!("machine property {key} missing or of another type"),
+                })
+        }
+        Ok(MachineInfo {
+            name: take(&mut props, "Name")?,
+            id: take(&mut props, "Id")?,
+            service: take(&mut props, "Service")?,
+            class: take(&mut props, "Class")?,
+            leader: take(&mut props, "Leader")?,
+            unit: take(&mut props, "Unit")?,
+        })
+    }
+
+    async fn lookup<B>(
         &self,
         method: &'static str,
         body: &B,
@@ -204,19 +383,48 @@ impl Machined {
     where
         B: serde::Serialize + zbus::zvariant::DynamicType,
     {
-        match self
-            .manager()?
-            .call::<_, _, zbus::zvariant::OwnedObjectPath>(method, body)
-        {
-            Ok(path) => self.info(path).map(Some),
-            Err(e) => {
-                let e = other(method)(e);
-                if e.is(none) {
-                    Ok(None)
-                } else {
-                    Err(e)
-                }
+        match self.manager::<_, OwnedObjectPath>(method, body).await {
+            Ok(path) => self.info(path).await.map(Some),
+            Err(e) if e.is(none) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// `(bus GUID, machined's unique name)`: names one machined process for as long as
+    /// the bus runs (unique names are never reused on a bus).
+    fn instance(&self) -> Option<String> {
+        let peer = self.peer.borrow().clone()?;
+        Some(format!("{} {peer}", self.conn.server_guid()))
+    }
+
+    /// The cache: first line the instance, then one method name per line.
+    fn lacks(&self, method: &str) -> bool {
+        let (Some(path), Some(instance)) = (&self.api_cache, self.instance()) else {
+            return false;
+        };
+        let Ok(text) = std::fs::read_to_string(path) else {
+            return false;
+        };
+        let mut lines = text.lines();
+        lines.next() == Some(instance.as_str()) && lines.any(|l| l == method)
+    }
+
+    fn remember_lacks(&self, method: &str) {
+        let (Some(path), Some(instance)) = (&self.api_cache, self.instance()) else {
+            return;
+        };
+        let mut text = match std::fs::read_to_string(path) {
+            Ok(t) if t.lines().next() == Some(instance.as_str()) => t,
+            _ => format!("{instance}\n"),
+        };
+        if !text.lines().skip(1).any(|l| l == method) {
+            text.push_str(method);
+            text.push('\n');
+            if let Some(dir) = path.parent() {
+                let _ = std::fs::create_dir_all(dir);
             }
+            // Only an optimisation: a failed write costs one UnknownMethod next time.
+            let _ = crate::fsutil::write_atomic(path, text.as_bytes(), 0o644);
         }
     }
 }
@@ -227,16 +435,22 @@ pub const NO_MACHINE_FOR_PID: &str = "org.freedesktop.machine1.NoMachineForPID";
 
 impl Bus for Machined {
     fn machine_by_pid(&self, pid: u32) -> BusResult<Option<MachineInfo>> {
-        self.lookup("GetMachineByPID", &(pid,), NO_MACHINE_FOR_PID)
+        self.run(self.lookup("GetMachineByPID", &(pid,), NO_MACHINE_FOR_PID))
     }
 
     fn machine(&self, name: &str) -> BusResult<Option<MachineInfo>> {
-        self.lookup("GetMachine", &(name,), NO_SUCH_MACHINE)
+        self.run(self.lookup("GetMachine", &(name,), NO_SUCH_MACHINE))
+    }
+
+    fn machine_by_pid_and_name(&self, pid: u32, name: &str) -> Lookups {
+        self.run(both(
+            self.lookup("GetMachineByPID", &(pid,), NO_MACHINE_FOR_PID),
+            self.lookup("GetMachine", &(name,), NO_SUCH_MACHINE),
+        ))
     }
 
     fn register(&self, r: &Registration, how: How) -> BusResult<Api> {
         use zbus::zvariant::{Fd, Value};
-        let m = self.manager()?;
         let scope: Vec<(&str, Value)> = vec![
             ("Slice", Value::from("machine.slice")),
             (
@@ -257,7 +471,13 @@ impl Bus for Machined {
             })?,
             rustix::process::PidfdFlags::empty(),
         );
-        if let Ok(fd) = &pidfd {
+        let ex = match how {
+            How::Register => "RegisterMachineEx",
+            How::Create => "CreateMachineEx",
+        };
+        // A machined that answered UnknownMethod for `ex` before (the same process: bus
+        // GUID and unique name match) cannot have gained it: go straight to the fallback.
+        if let (Ok(fd), false) = (&pidfd, self.lacks(ex)) {
             let mut props: Vec<(&str, Value)> = vec![
                 ("Id", Value::from(r.id.clone())),
                 ("Service", Value::from(SERVICE)),
@@ -269,74 +489,57 @@ impl Bus for Machined {
                 props.push(("VSockCID", Value::from(cid)));
                 props.push(("SSHAddress", Value::from(format!("vsock/{cid}"))));
             }
-            let res = match how {
-                How::Register => m
-                    .call::<_, _, zbus::zvariant::OwnedObjectPath>(
-                        "RegisterMachineEx",
-                        &(r.name.as_str(), props),
-                    )
-                    .map_err(other("RegisterMachineEx")),
-                How::Create => m
-                    .call::<_, _, zbus::zvariant::OwnedObjectPath>(
-                        "CreateMachineEx",
+            let res =
+                match how {
+                    How::Register => {
+                        self.run(self.manager::<_, OwnedObjectPath>(ex, &(r.name.as_str(), props)))
+                    }
+                    How::Create => self.run(self.manager::<_, OwnedObjectPath>(
+                        ex,
                         &(r.name.as_str(), props, scope.clone()),
-                    )
-                    .map_err(other("CreateMachineEx")),
-            };
+                    )),
+                };
             match res {
                 Ok(_) => return Ok(Api::Ex),
-                Err(e) if e.is(UNKNOWN_METHOD) => {}
+                Err(e) if e.is(UNKNOWN_METHOD) => self.remember_lacks(ex),
                 Err(e) => return Err(e),
             }
         }
         match how {
-            How::Register => m
-                .call::<_, _, zbus::zvariant::OwnedObjectPath>(
-                    "RegisterMachineWithNetwork",
-                    &(
-                        r.name.as_str(),
-                        r.id.clone(),
-                        SERVICE,
-                        "vm",
-                        r.leader,
-                        "",
-                        r.ifindices.clone(),
-                    ),
-                )
-                .map_err(other("RegisterMachineWithNetwork"))?,
-            How::Create => m
-                .call::<_, _, zbus::zvariant::OwnedObjectPath>(
-                    "CreateMachineWithNetwork",
-                    &(
-                        r.name.as_str(),
-                        r.id.clone(),
-                        SERVICE,
-                        "vm",
-                        r.leader,
-                        "",
-                        r.ifindices.clone(),
-                        scope,
-                    ),
-                )
-                .map_err(other("CreateMachineWithNetwork"))?,
+            How::Register => self.run(self.manager::<_, OwnedObjectPath>(
+                "RegisterMachineWithNetwork",
+                &(
+                    r.name.as_str(),
+                    r.id.clone(),
+                    SERVICE,
+                    "vm",
+                    r.leader,
+                    "",
+                    r.ifindices.clone(),
+                ),
+            ))?,
+            How::Create => self.run(self.manager::<_, OwnedObjectPath>(
+                "CreateMachineWithNetwork",
+                &(
+                    r.name.as_str(),
+                    r.id.clone(),
+                    SERVICE,
+                    "vm",
+                    r.leader,
+                    "",
+                    r.ifindices.clone(),
+                    scope,
+                ),
+            ))?,
         };
         Ok(Api::WithNetwork)
     }
 
     fn unregister(&self, name: &str) -> BusResult<bool> {
-        match self
-            .manager()?
-            .call::<_, _, ()>("UnregisterMachine", &(name,))
-        {
+        match self.run(self.manager::<_, ()>("UnregisterMachine", &(name,))) {
             Ok(()) => Ok(true),
-            Err(e) => {
-                let e = other("UnregisterMachine")(e);
-                if e.is(NO_SUCH_MACHINE) {
-                    Ok(false)
-                } else {
-                    Err(e)
-                }
-            }
+            Err(e) if e.is(NO_SUCH_MACHINE) => Ok(false),
+            Err(e) => Err(e),
         }
     }
 }

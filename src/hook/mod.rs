@@ -101,31 +101,23 @@ pub fn run(argv: &[String], stdin: &[u8], cfg: &Config, paths: &Paths) -> i32 {
             if cfg.machined.register == Register::Never {
                 return 0;
             }
-            let op = op.clone();
-            let (cfg2, paths2) = (cfg.clone(), paths.clone());
             let notify = crate::metadata::read(&xml).ok().flatten().map(|r| r.notify);
-            let done = bounded(timeout(cfg), move || {
-                started(&op, &facts, notify, uuid, &cfg2, &paths2, &store)
+            let (n, o, ms) = (name.clone(), op.clone(), cfg.machined.timeout_ms);
+            let _deadline = deadline(timeout(cfg), move || {
+                warn!(domain = %n, op = %o, message_id = MSG_TIMEOUT,
+                      "machined did not answer within {ms} ms; VM left alone");
             });
-            if done.is_none() {
-                warn!(domain = %name, op = %argv[1], message_id = MSG_TIMEOUT,
-                      "machined did not answer within {} ms; VM left alone", cfg.machined.timeout_ms);
-            }
+            started(op, &facts, notify, uuid, cfg, paths, &store);
             0
         }
         ("stopped", _) | ("release", _) => {
-            let release = op == "release";
-            let name = name.clone();
-            let op = op.clone();
-            let extra = extra.to_string();
             let t = timeout(cfg);
-            let done = bounded(t, move || {
-                stopped(&name, &op, &extra, uuid, &store, release, t)
+            let (n, o, ms) = (name.clone(), op.clone(), cfg.machined.timeout_ms);
+            let _deadline = deadline(t, move || {
+                warn!(domain = %n, op = %o, message_id = MSG_TIMEOUT,
+                      "machined did not answer within {ms} ms");
             });
-            if done.is_none() {
-                warn!(domain = %argv[0], op = %argv[1], message_id = MSG_TIMEOUT,
-                      "machined did not answer within {} ms", cfg.machined.timeout_ms);
-            }
+            stopped(name, op, extra, uuid, &store, op == "release", t);
             0
         }
         _ => 0,
@@ -136,14 +128,22 @@ fn timeout(cfg: &Config) -> Duration {
     Duration::from_millis(cfg.machined.timeout_ms.max(1))
 }
 
-/// Run `f` on a thread; give up waiting after `d` (the process exits soon after, which
-/// ends the thread).
-fn bounded<T: Send + 'static>(d: Duration, f: impl FnOnce() -> T + Send + 'static) -> Option<T> {
-    let (tx, rx) = mpsc::channel();
+/// Bound the rest of this process: unless the returned sender is dropped within `d`, a
+/// watchdog thread logs with `on_timeout` and ends the process with status 0 (fail-open),
+/// wherever the work is stuck. The work runs on the calling thread, so neither a thread
+/// start nor a hand-off between threads sits on its path.
+fn deadline(d: Duration, on_timeout: impl FnOnce() + Send + 'static) -> mpsc::Sender<()> {
+    let (tx, rx) = mpsc::channel::<()>();
     std::thread::spawn(move || {
-        let _ = tx.send(f());
+        if let Err(mpsc::RecvTimeoutError::Timeout) = rx.recv_timeout(d) {
+            on_timeout();
+            // SAFETY: _exit ends the process at once; unlike exit() it runs no atexit
+            // handlers, so it cannot race the main thread finishing at the same moment.
+            // Nothing is buffered: these ops write no stdout, logs are sent synchronously.
+            unsafe { libc::_exit(0) }
+        }
     });
-    rx.recv_timeout(d).ok()
+    tx
 }
 
 fn prepare(xml: &DomainXml, facts: &Facts, cfg: &Config) -> i32 {
@@ -212,7 +212,7 @@ fn started(
         }
     };
     let bus = match Machined::connect(timeout(cfg)) {
-        Ok(b) => b,
+        Ok(b) => b.with_api_cache(cfg.hook.state_dir.join("machined-api")),
         Err(e) => {
             warn!(domain = %facts.name, uuid = %u, op, message_id = MSG_FAILED, "{e}; VM left alone");
             return;

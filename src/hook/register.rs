@@ -50,7 +50,11 @@ pub fn register(
         _ => How::Create,
     };
     let mut replaced = None;
-    match bus.machine_by_pid(t.leader)? {
+    let hex = t.uuid.simple().to_string();
+    let base = machined::machine_name(t.domain, &hex);
+    // Who holds QEMU's PID, and who holds our name: asked together.
+    let (by_pid, by_name) = bus.machine_by_pid_and_name(t.leader, &base);
+    match by_pid? {
         Some(m) if ours(&m, &id) => {
             st.machine = Some(m.name.clone());
             st.registered = true;
@@ -75,11 +79,15 @@ pub fn register(
         None => {}
     }
 
-    let hex = t.uuid.simple().to_string();
-    let base = machined::machine_name(t.domain, &hex);
+    // The answer for `base` is stale only if we just unregistered a machine of that name.
+    let mut by_name = Some(by_name).filter(|_| replaced.as_deref() != Some(base.as_str()));
     let mut name = None;
     for candidate in [base.clone(), machined::fallback_name(&base, &hex)] {
-        match bus.machine(&candidate)? {
+        let holder = match by_name.take() {
+            Some(answer) => answer?,
+            None => bus.machine(&candidate)?,
+        };
+        match holder {
             None => {
                 name = Some(candidate);
                 break;
@@ -157,6 +165,8 @@ mod tests {
     struct Script {
         machines: RefCell<Vec<MachineInfo>>,
         calls: RefCell<Vec<String>>,
+        /// `machine(name)` fails (a bus error).
+        name_fails: bool,
     }
 
     impl Bus for Script {
@@ -170,6 +180,13 @@ mod tests {
                 .cloned())
         }
         fn machine(&self, name: &str) -> Result<Option<MachineInfo>, BusError> {
+            self.calls.borrow_mut().push(format!("machine {name}"));
+            if self.name_fails {
+                return Err(BusError::Other {
+                    method: "GetMachine",
+                    msg: "bus gone".into(),
+                });
+            }
             Ok(self
                 .machines
                 .borrow()
@@ -268,6 +285,7 @@ mod tests {
             *bus.calls.borrow(),
             vec![
                 "by_pid 100",
+                "machine web-01",
                 "unregister qemu-1-web_01",
                 "register web-01 Register"
             ]
@@ -287,7 +305,7 @@ mod tests {
         cfg.machined.libvirt_machine = LibvirtMachine::Keep;
         let (o, _) = run(&bus, &cfg, "machine-qemu\\x2d1.scope");
         assert_eq!(o, Outcome::KeptLibvirt("qemu-1-web_01".into()));
-        assert_eq!(*bus.calls.borrow(), vec!["by_pid 100"]);
+        assert_eq!(*bus.calls.borrow(), vec!["by_pid 100", "machine web-01"]);
     }
 
     #[test]
@@ -298,7 +316,7 @@ mod tests {
             .push(machine("ct", &[], "nspawn", 100));
         let (o, _) = run(&bus, &Config::default(), "x.scope");
         assert_eq!(o, Outcome::ForeignMachine("ct".into()));
-        assert_eq!(*bus.calls.borrow(), vec!["by_pid 100"]);
+        assert_eq!(*bus.calls.borrow(), vec!["by_pid 100", "machine web-01"]);
     }
 
     #[test]
@@ -334,6 +352,60 @@ mod tests {
             .calls
             .borrow()
             .contains(&"unregister web-01".to_string()));
+    }
+
+    #[test]
+    fn name_answer_matters_only_when_needed() {
+        // QEMU already has our machine: a failed name lookup (asked together) is moot.
+        let id = uuid::Uuid::parse_str(U).unwrap().as_bytes().to_vec();
+        let bus = Script {
+            name_fails: true,
+            ..Default::default()
+        };
+        bus.machines
+            .borrow_mut()
+            .push(machine("web-01", &id, machined::SERVICE, 100));
+        let (o, _) = run(&bus, &Config::default(), "x.scope");
+        assert_eq!(o, Outcome::AlreadyRegistered("web-01".into()));
+        // No machine for QEMU: the name's answer decides, and its error is the result.
+        let bus = Script {
+            name_fails: true,
+            ..Default::default()
+        };
+        let t = Target {
+            domain: "web_01",
+            uuid: uuid::Uuid::parse_str(U).unwrap(),
+            leader: 100,
+            unit: Some("x.scope".into()),
+            ifindices: vec![],
+            vsock_cid: None,
+        };
+        let mut st = DomainState::default();
+        assert!(register(&bus, &Config::default(), &t, &mut st, &mut |_| {}).is_err());
+        assert!(!bus.calls.borrow().iter().any(|c| c.starts_with("register")));
+    }
+
+    #[test]
+    fn name_asked_again_after_unregistering_that_name() {
+        // libvirt's machine carries the very name we want: after unregistering it, the
+        // earlier "taken" answer is stale and the name is asked again.
+        let bus = Script::default();
+        bus.machines
+            .borrow_mut()
+            .push(machine("web-01", &[1; 16], machined::LIBVIRT_SERVICE, 100));
+        let (o, st) = run(&bus, &Config::default(), "machine-qemu\\x2d1.scope");
+        assert!(matches!(o, Outcome::Registered { .. }), "{o:?}");
+        assert_eq!(st.machine.as_deref(), Some("web-01"));
+        assert_eq!(
+            *bus.calls.borrow(),
+            vec![
+                "by_pid 100",
+                "machine web-01",
+                "unregister web-01",
+                "machine web-01",
+                "register web-01 Register"
+            ]
+        );
     }
 
     #[test]
