@@ -51,7 +51,8 @@ impl<'a> DomainXml<'a> {
     }
 
     /// Elements libvirt has once, and we edit, must be there once: with two `<os>` (or two
-    /// records of ours) a rewrite would read one and edit the other.
+    /// records of ours) a rewrite would read one and edit the other. And `<name>`, `<uuid>`
+    /// must be plain text.
     fn check_singletons(&self) -> Result<()> {
         let root = self.root();
         fn second<'n, 'i>(parent: Node<'n, 'i>, name: &str) -> Option<Node<'n, 'i>> {
@@ -89,12 +90,22 @@ impl<'a> DomainXml<'a> {
                 .filter(|c| c.is_element() && c.tag_name().namespace() == Some(crate::METADATA_NS));
             found = found.or_else(|| ours.nth(1).map(|e| (e, "virt-systemd record".into())));
         }
+        let found =
+            found.map(|(e, what)| (e, format!("a second {what}; a libvirt domain has one")));
+        // <name> and <uuid> are read as text: markup inside would make them look absent.
+        let found = found.or_else(|| {
+            ["name", "uuid"].iter().find_map(|n| {
+                child(root, n)
+                    .and_then(|e| e.children().find(|c| !c.is_text()))
+                    .map(|c| (c, format!("<{n}> holds markup; libvirt expects only text")))
+            })
+        });
         match found {
             None => Ok(()),
             Some((e, what)) => {
                 let (line, column) = line_col(self.text.as_bytes(), e.range().start);
                 Err(Error::NotDomain(format!(
-                    "line {line}, column {column}: a second {what}; a libvirt domain has one"
+                    "line {line}, column {column}: {what}"
                 )))
             }
         }
