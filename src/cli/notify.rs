@@ -129,19 +129,44 @@ pub fn wait_ready(cfg: &Config, domain: &str, timeout: Option<f64>, ssh: bool) -
     }
 }
 
+/// Copy `from` → `to` as it comes, until EOF: every read is written and flushed before
+/// the next read. Not `std::io::copy`: on Linux it moves socket → pipe with splice(2), and
+/// on the lab's host kernel (6.18) the pipe's reader then hung — ssh's (even non-blocking)
+/// read of our stdout sat uninterruptibly in the kernel until the proxy exited, so ssh
+/// sessions over a hybrid-vsock backend stalled after a few packets. Plain read/write
+/// also keeps Rust's line-buffered stdout out of a binary stream.
+fn pump(mut from: impl Read, mut to: impl Write) -> std::io::Result<()> {
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        let n = match from.read(&mut buf) {
+            Ok(0) => return Ok(()),
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        to.write_all(&buf[..n])?;
+        to.flush()?;
+    }
+}
+
+/// fd 0 or 1 as an unbuffered file, left open when dropped.
+fn stdio_file(fd: i32) -> std::mem::ManuallyDrop<std::fs::File> {
+    use std::os::fd::FromRawFd;
+    // SAFETY: fds 0 and 1 stay open for the whole process; ManuallyDrop never closes them.
+    std::mem::ManuallyDrop::new(unsafe { std::fs::File::from_raw_fd(fd) })
+}
+
 /// Copy stdin → `w` and `r` → stdout until both directions end.
 fn splice(
-    mut r: impl Read + Send + 'static,
-    mut w: impl Write + Send + 'static,
+    r: impl Read + Send + 'static,
+    w: impl Write + Send + 'static,
     half_close: impl FnOnce() + Send + 'static,
 ) -> Result<()> {
     let up = std::thread::spawn(move || {
-        let _ = std::io::copy(&mut std::io::stdin().lock(), &mut w);
-        let _ = w.flush();
+        let _ = pump(&*stdio_file(0), w);
         half_close();
     });
-    let mut out = std::io::stdout().lock();
-    let res = std::io::copy(&mut r, &mut out).and_then(|_| out.flush());
+    let res = pump(r, &*stdio_file(1));
     drop(up); // the guest closed: we are done, whatever stdin still holds
     res.map_err(|e| Error::Write {
         path: "<stdout>".into(),
