@@ -1,14 +1,16 @@
-//! Opt-in (`LAB_FULL=1`; on by default in CI, where it adds about a minute, unless
-//! `LAB_FULL=0`): a real Debian guest with systemd as its PID 1, booted under TCG with
-//! direct kernel boot from a root filesystem built by the lab (tests/lab/guest/full-image.sh),
-//! rewritten by `virt-systemd rewrite` with `--hostname`, `--machine-id` and a custom
-//! credential. A unit in the guest (guest/full-report.sh) prints on the serial console what
-//! systemd made of them; this test checks systemd applied all three.
+//! Opt-in (`LAB_FULL=1`; on by default in CI unless `LAB_FULL=0`): a real Debian guest with
+//! systemd as its PID 1, booted under TCG with direct kernel boot from a root filesystem built
+//! by the lab (tests/lab/guest/full-image.sh).
+//!
+//! `full_guest_*`: the domain rewritten by `virt-systemd rewrite` with `--hostname`,
+//! `--machine-id` and a custom credential. A unit in the guest (guest/full-report.sh) prints
+//! on the serial console what systemd made of them; the test checks systemd applied all three.
 
 #[path = "lab/mod.rs"]
 mod lab;
 
 use lab::{announce, ct_bin, Lab, CT_BOOT, CT_IMAGES};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 const NAME: &str = "vsd-full";
@@ -61,7 +63,8 @@ fn unhex(s: &str) -> Vec<u8> {
         .collect()
 }
 
-fn full_guest(suite: &str) {
+/// LAB_FULL=1 runs, LAB_FULL=0 does not; unset: only in CI.
+fn wanted(what: &str, suite: &str) -> bool {
     let wanted = match std::env::var("LAB_FULL").as_deref() {
         Ok("1") => true,
         Ok("0") => false,
@@ -69,20 +72,34 @@ fn full_guest(suite: &str) {
     };
     if !wanted {
         announce(&format!(
-            "SKIPPED full systemd guest on {suite}: opt-in outside CI, set LAB_FULL=1"
+            "SKIPPED {what} on {suite}: opt-in outside CI, set LAB_FULL=1"
         ));
+    }
+    wanted
+}
+
+/// Build (or reuse) the full guest's image on the host; its path inside the container.
+fn image(lab: &Lab) -> String {
+    let out = lab.host_script("guest/full-image.sh", &[]);
+    let host = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    let name = Path::new(&host)
+        .file_name()
+        .unwrap_or_else(|| panic!("full-image.sh printed no image path: {host:?}"))
+        .to_string_lossy()
+        .into_owned();
+    format!("{CT_IMAGES}/{name}")
+}
+
+fn full_guest(suite: &str) {
+    if !wanted("full systemd guest", suite) {
         return;
     }
     let Some(lab) = Lab::up(suite) else { return };
     let t0 = Instant::now();
-    lab.host_script("guest/full-image.sh", &[]);
+    let img = image(&lab);
     let t_image = t0.elapsed();
     // libvirt wants to own the files it boots: copy out of the read-only bind mount
-    lab.run(&[
-        "cp",
-        &format!("{CT_IMAGES}/full-{suite}.cpio.zst"),
-        &format!("{CT_BOOT}/full-{suite}.cpio.zst"),
-    ]);
+    lab.run(&["cp", &img, &format!("{CT_BOOT}/full-{suite}.cpio.zst")]);
     lab.write_file("/root/full.xml", domain_xml(suite).as_bytes(), "644");
     let cred = format!("vsdtest={CRED}");
     lab.run(&[
