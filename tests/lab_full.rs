@@ -1,14 +1,25 @@
-//! Opt-in (`LAB_FULL=1`; on by default in CI, where it adds about a minute, unless
-//! `LAB_FULL=0`): a real Debian guest with systemd as its PID 1, booted under TCG with
-//! direct kernel boot from a root filesystem built by the lab (tests/lab/guest/full-image.sh),
-//! rewritten by `virt-systemd rewrite` with `--hostname`, `--machine-id` and a custom
-//! credential. A unit in the guest (guest/full-report.sh) prints on the serial console what
-//! systemd made of them; this test checks systemd applied all three.
+//! Opt-in (`LAB_FULL=1`; on by default in CI unless `LAB_FULL=0`): a real Debian guest with
+//! systemd as its PID 1, booted under TCG with direct kernel boot from a root filesystem built
+//! by the lab (tests/lab/guest/full-image.sh).
+//!
+//! `full_guest_*`: the domain rewritten by `virt-systemd rewrite` with `--hostname`,
+//! `--machine-id` and a custom credential. A unit in the guest (guest/full-report.sh) prints
+//! on the serial console what systemd made of them; the test checks systemd applied all three.
+//!
+//! `full_guest_vsock_*` (issue 6): the same guest on the user-space vsock backend
+//! (`vhost-user-vsock-pci` + `vhost-device-vsock`, as in tests/lab_vsock.rs), rewritten with
+//! `rewrite`'s defaults (`vmm.notify_socket=vsock-stream:2:8742`) and `--ssh-key`. The guest's
+//! PID 1 itself reports to the host's `notify-listener` (started before the guest), so
+//! `wait-ready` and `wait-ready --ssh` return; then `virt-systemd ssh DOMAIN -- …` runs
+//! commands in the guest through the hybrid socket's `CONNECT 22` and the sshd that systemd's
+//! ssh-generator bound to vsock port 22.
 
 #[path = "lab/mod.rs"]
 mod lab;
 
-use lab::{announce, ct_bin, Lab, CT_BOOT, CT_IMAGES};
+use lab::{announce, ct_bin, Lab, CT_BOOT, CT_IMAGES, CT_LAB};
+use std::path::Path;
+use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
 const NAME: &str = "vsd-full";
@@ -61,7 +72,8 @@ fn unhex(s: &str) -> Vec<u8> {
         .collect()
 }
 
-fn full_guest(suite: &str) {
+/// LAB_FULL=1 runs, LAB_FULL=0 does not; unset: only in CI.
+fn wanted(what: &str, suite: &str) -> bool {
     let wanted = match std::env::var("LAB_FULL").as_deref() {
         Ok("1") => true,
         Ok("0") => false,
@@ -69,20 +81,34 @@ fn full_guest(suite: &str) {
     };
     if !wanted {
         announce(&format!(
-            "SKIPPED full systemd guest on {suite}: opt-in outside CI, set LAB_FULL=1"
+            "SKIPPED {what} on {suite}: opt-in outside CI, set LAB_FULL=1"
         ));
+    }
+    wanted
+}
+
+/// Build (or reuse) the full guest's image on the host; its path inside the container.
+fn image(lab: &Lab) -> String {
+    let out = lab.host_script("guest/full-image.sh", &[]);
+    let host = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    let name = Path::new(&host)
+        .file_name()
+        .unwrap_or_else(|| panic!("full-image.sh printed no image path: {host:?}"))
+        .to_string_lossy()
+        .into_owned();
+    format!("{CT_IMAGES}/{name}")
+}
+
+fn full_guest(suite: &str) {
+    if !wanted("full systemd guest", suite) {
         return;
     }
     let Some(lab) = Lab::up(suite) else { return };
     let t0 = Instant::now();
-    lab.host_script("guest/full-image.sh", &[]);
+    let img = image(&lab);
     let t_image = t0.elapsed();
     // libvirt wants to own the files it boots: copy out of the read-only bind mount
-    lab.run(&[
-        "cp",
-        &format!("{CT_IMAGES}/full-{suite}.cpio.zst"),
-        &format!("{CT_BOOT}/full-{suite}.cpio.zst"),
-    ]);
+    lab.run(&["cp", &img, &format!("{CT_BOOT}/full-{suite}.cpio.zst")]);
     lab.write_file("/root/full.xml", domain_xml(suite).as_bytes(), "644");
     let cred = format!("vsdtest={CRED}");
     lab.run(&[
@@ -145,4 +171,326 @@ fn full_guest_trixie() {
 #[test]
 fn full_guest_sid() {
     full_guest("sid");
+}
+
+// ---- the full guest on the user-space vsock backend: readiness from PID 1, ssh ----
+
+const VS_NAME: &str = "vsd-fullvs";
+const VS_UUID: &str = "6e1f2a3b-4c5d-4e6f-8a7b-9c0d1e2f3a4b";
+const VS_SERIAL: &str = "/var/log/libvirt/qemu/vsd-fullvs-serial.log";
+const VS_HOSTNAME: &str = "full-vsock-guest";
+const HOOK_LINK: &str = "/etc/libvirt/hooks/qemu.d/50-virt-systemd";
+/// The backend's vhost-user socket and hybrid-vsock base path (see tests/lab_vsock.rs).
+const VDIR: &str = "/run/vsd-fullvs";
+const VHOST: &str = "/run/vsd-fullvs/vhost.sock";
+const UDS: &str = "/run/vsd-fullvs/vm.vsock";
+const BACKEND: &str = "/usr/local/bin/vhost-device-vsock";
+const GUEST_CID: u32 = 3;
+const NOTIFY_PORT: u32 = virt_systemd::DEFAULT_NOTIFY_PORT;
+
+fn vsock_domain_xml() -> String {
+    format!(
+        r#"<domain type='qemu' xmlns:qemu='http://libvirt.org/schemas/domain/qemu/1.0'>
+  <name>{VS_NAME}</name>
+  <uuid>{VS_UUID}</uuid>
+  <memory unit='MiB'>1536</memory>
+  <vcpu>2</vcpu>
+  <memoryBacking>
+    <source type='memfd'/>
+    <access mode='shared'/>
+  </memoryBacking>
+  <os>
+    <type arch='x86_64' machine='q35'>hvm</type>
+    <kernel>{CT_BOOT}/vmlinuz</kernel>
+    <initrd>{CT_BOOT}/full-vsock.img</initrd>
+    <cmdline>console=ttyS0 panic=-1 quiet loglevel=1 systemd.show_status=0 rdinit=/vsd/init systemd.mask=vsd-report.service systemd.journald.forward_to_console=1</cmdline>
+  </os>
+  <on_poweroff>destroy</on_poweroff>
+  <on_reboot>destroy</on_reboot>
+  <on_crash>destroy</on_crash>
+  <devices>
+    <serial type='file'>
+      <source path='{VS_SERIAL}'/>
+      <target port='0'/>
+    </serial>
+    <memballoon model='none'/>
+  </devices>
+  <qemu:commandline>
+    <qemu:arg value='-chardev'/>
+    <qemu:arg value='socket,id=vsdvsock,path={VHOST}'/>
+    <qemu:arg value='-device'/>
+    <qemu:arg value='vhost-user-vsock-pci,chardev=vsdvsock,bus=pcie.0,addr=0x10'/>
+  </qemu:commandline>
+</domain>
+"#
+    )
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+fn show(out: &Output) -> String {
+    format!(
+        "{}\nstdout: {}\nstderr: {}",
+        out.status,
+        text(&out.stdout),
+        text(&out.stderr)
+    )
+}
+
+fn exists(lab: &Lab, path: &str) -> bool {
+    lab.exec(&["test", "-e", path]).status.success()
+}
+
+/// The guest's console, the units' journals, the state: for failure messages.
+fn vsock_diagnostics(lab: &Lab) -> String {
+    let serial = lab.exec(&["sh", "-c", &format!("tail -c 20000 {VS_SERIAL}")]);
+    let journal = lab.exec(&[
+        "sh",
+        "-c",
+        "for u in vsd-notify-listener vsd-fullvs-backend; do echo \"[$u]\"; \
+         journalctl --no-pager -q -o short-monotonic -n 60 -u $u; done; \
+         echo '[virt-systemd-hook]'; journalctl --no-pager -q -p info -n 30 -t virt-systemd-hook",
+    ]);
+    let state = lab.exec(&[
+        "sh",
+        "-c",
+        "ls -l /run/virt-systemd/domains /run/vsd-fullvs; cat /run/virt-systemd/domains/*",
+    ]);
+    format!(
+        "--- guest serial console:\n{}\n--- journal:\n{}\n--- state:\n{}{}",
+        text(&serial.stdout),
+        text(&journal.stdout),
+        text(&state.stdout),
+        text(&state.stderr)
+    )
+}
+
+fn full_guest_vsock(suite: &str) {
+    if !wanted("full systemd guest on the vsock backend", suite) {
+        return;
+    }
+    let backend = lab::vhost_device_vsock();
+    let Some(lab) = Lab::up(suite) else { return };
+    let t0 = Instant::now();
+    let img = image(&lab);
+    let t_image = t0.elapsed();
+    let bin = ct_bin("virt-systemd");
+    let state = format!("/run/virt-systemd/domains/{VS_UUID}.json");
+    let readiness = format!("/run/virt-systemd/domains/{VS_UUID}.notify.json");
+
+    // An ssh key pair on the host, where the ssh client runs (the lab has none).
+    let keydir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("lab-full-ssh-{suite}"));
+    let _ = std::fs::remove_dir_all(&keydir);
+    std::fs::create_dir_all(&keydir).expect("key dir");
+    let key = keydir.join("id_ed25519");
+    let kg = Command::new("ssh-keygen")
+        .args(["-q", "-t", "ed25519", "-N", "", "-C", "vsd-lab-full", "-f"])
+        .arg(&key)
+        .output()
+        .expect("ssh-keygen (openssh-client) on the host");
+    assert!(kg.status.success(), "ssh-keygen: {}", show(&kg));
+    let pubkey = std::fs::read_to_string(key.with_extension("pub")).expect("public key");
+
+    // The real hook (state files), the boot files (image + vsock modules and /vsd/init).
+    lab.sh(&format!(
+        "mkdir -p /etc/libvirt/hooks/qemu.d && ln -sfn {} {HOOK_LINK} && systemctl restart libvirtd",
+        ct_bin("virt-systemd-hook")
+    ));
+    lab.run(&[
+        &format!("{CT_LAB}/guest/full-vsock-overlay.sh"),
+        "/root/vsock-overlay.cpio.gz",
+    ]);
+    lab.sh(&format!(
+        "cat {img} /root/vsock-overlay.cpio.gz > {CT_BOOT}/full-vsock.img"
+    ));
+
+    // The backend, then the listener (from the config's [notify.hybrid]), before the guest:
+    // PID 1 reports once, when it gets there.
+    lab.copy_in(&backend, BACKEND, "755");
+    lab.sh(&format!(
+        "mkdir -p {VDIR} && systemd-run -q --unit=vsd-fullvs-backend -p UMask=0000 {BACKEND} \
+         --guest-cid={GUEST_CID} --socket={VHOST} --uds-path={UDS}"
+    ));
+    lab.wait_for(
+        "the backend's vhost-user socket",
+        Duration::from_secs(30),
+        || exists(&lab, VHOST).then_some(()),
+    );
+    lab.write_file(
+        "/etc/virt-systemd/config.toml",
+        format!("[notify.hybrid]\n{VS_NAME} = \"{UDS}\"\n").as_bytes(),
+        "644",
+    );
+    lab.sh(&format!(
+        "systemd-run -q --unit=vsd-notify-listener {bin} notify-listener"
+    ));
+    let hybrid_sock = format!("{UDS}_{NOTIFY_PORT}");
+    lab.wait_for(
+        "the listener's hybrid socket",
+        Duration::from_secs(30),
+        || exists(&lab, &hybrid_sock).then_some(()),
+    );
+
+    // The domain, with rewrite's defaults for readiness; the vsock device is the
+    // <qemu:commandline> one, so no <vsock>.
+    lab.write_file("/root/fullvs.xml", vsock_domain_xml().as_bytes(), "644");
+    lab.run(&[
+        &bin,
+        "rewrite",
+        "/root/fullvs.xml",
+        "-o",
+        "/root/fullvs-vsd.xml",
+        "--hostname",
+        VS_HOSTNAME,
+        "--machine-id",
+        "--ssh-key",
+        pubkey.trim(),
+        "--no-vsock",
+    ]);
+    let xml = text(&lab.read_file("/root/fullvs-vsd.xml"));
+    assert!(
+        xml.contains(&format!(
+            "io.systemd.credential:vmm.notify_socket=vsock-stream:2:{NOTIFY_PORT}"
+        )) && xml.contains("io.systemd.credential:ssh.authorized_keys.root="),
+        "rewrite did not set vmm.notify_socket and the ssh key:\n{xml}"
+    );
+    lab.sh(&format!("rm -f {VS_SERIAL}"));
+    lab.virsh(&["define", "/root/fullvs-vsd.xml"]);
+    let t_start = Instant::now();
+    let start = lab.exec(&["virsh", "start", VS_NAME]);
+    assert!(
+        start.status.success(),
+        "virsh start {VS_NAME}: {}\n{}",
+        show(&start),
+        vsock_diagnostics(&lab)
+    );
+
+    // PID 1's READY=1 (sent when the boot finished) through the listener.
+    let wait = lab.exec(&[&bin, "wait-ready", VS_NAME, "--timeout", "600"]);
+    let ready_secs = t_start.elapsed().as_secs_f64();
+    assert!(
+        wait.status.success(),
+        "wait-ready {VS_NAME}: {}\n{}",
+        show(&wait),
+        vsock_diagnostics(&lab)
+    );
+    let status = text(&wait.stdout).trim().to_string();
+    let raw = lab.read_file(&readiness);
+    let r: serde_json::Value =
+        serde_json::from_slice(&raw).unwrap_or_else(|e| panic!("{readiness}: {e}: {}", text(&raw)));
+    assert_eq!(r["ready"], true, "{r}");
+    assert_eq!(r["hostname"], VS_HOSTNAME, "X_SYSTEMD_HOSTNAME: {r}");
+    assert_eq!(
+        r["machine_id"],
+        VS_UUID.replace('-', ""),
+        "X_SYSTEMD_MACHINE_ID: {r}"
+    );
+    let units: Vec<&str> = r["units_active"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no units_active: {r}"))
+        .iter()
+        .filter_map(|u| u.as_str())
+        .collect();
+    assert!(
+        units.contains(&"multi-user.target") || units.contains(&"basic.target"),
+        "{r}"
+    );
+
+    // ssh-access.target: the sshd-vsock.socket that systemd's ssh-generator made pulls it in.
+    let wait_ssh = lab.exec(&[&bin, "wait-ready", VS_NAME, "--ssh", "--timeout", "120"]);
+    assert!(
+        wait_ssh.status.success(),
+        "wait-ready {VS_NAME} --ssh: {}\n{r}\n{}",
+        show(&wait_ssh),
+        vsock_diagnostics(&lab)
+    );
+
+    // `virt-systemd ssh` from the lab's host (the lab has no ssh client): state and the
+    // backend's socket through the container's root, ProxyCommand `vsock-proxy --uds … 22`.
+    let cfg = keydir.join("config.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[hook]\nstate_dir = \"{}\"\n[notify.hybrid]\n{VS_NAME} = \"{}\"\n",
+            lab.host_path("/run/virt-systemd").display(),
+            lab.host_path(UDS).display()
+        ),
+    )
+    .expect("host config");
+    let vssh = |cmd: &[&str]| -> (Output, f64) {
+        let t = Instant::now();
+        let out = Command::new(env!("CARGO_BIN_EXE_virt-systemd"))
+            .arg("--config")
+            .arg(&cfg)
+            .args(["ssh", VS_NAME, "--", "-i"])
+            .arg(&key)
+            .args(["-o", "BatchMode=yes", "-o", "IdentitiesOnly=yes"])
+            .args(["-o", "ConnectTimeout=60"])
+            .args(cmd)
+            .stdin(std::process::Stdio::null())
+            .output()
+            .expect("virt-systemd ssh");
+        (out, t.elapsed().as_secs_f64())
+    };
+    let (t_true, ssh_secs) = vssh(&["true"]);
+    assert!(
+        t_true.status.success(),
+        "virt-systemd ssh {VS_NAME} -- true: {}\n{}",
+        show(&t_true),
+        vsock_diagnostics(&lab)
+    );
+    let (host, _) = vssh(&["hostname"]);
+    assert!(host.status.success(), "ssh hostname: {}", show(&host));
+    assert_eq!(text(&host.stdout).trim(), VS_HOSTNAME);
+    let (run, _) = vssh(&["systemctl", "is-system-running"]);
+    let running = text(&run.stdout).trim().to_string();
+    assert!(
+        run.status.success() && running == "running",
+        "ssh systemctl is-system-running: {}\nfailed units: {}",
+        show(&run),
+        text(
+            &vssh(&["systemctl", "--failed", "--no-legend", "--plain"])
+                .0
+                .stdout
+        )
+    );
+    // The remote command's exit status comes back.
+    let (fail, _) = vssh(&["exit", "3"]);
+    assert_eq!(fail.status.code(), Some(3), "{}", show(&fail));
+
+    // Stop: the hook's release removes the state and the readiness with it.
+    lab.virsh(&["destroy", VS_NAME]);
+    lab.wait_for(
+        "state and readiness removed",
+        Duration::from_secs(60),
+        || (!exists(&lab, &state) && !exists(&lab, &readiness)).then_some(()),
+    );
+    lab.virsh(&["undefine", VS_NAME]);
+    let _ = lab.exec(&[
+        "systemctl",
+        "stop",
+        "vsd-notify-listener",
+        "vsd-fullvs-backend",
+    ]);
+    let _ = std::fs::remove_dir_all(&keydir);
+    announce(&format!(
+        "lab {suite}: full guest on vsock ok (STATUS={status:?}, guest {running}): image {:.1} s, \
+         READY=1 from PID 1 {ready_secs:.1} s after start, `virt-systemd ssh -- true` \
+         {ssh_secs:.1} s, test body {:.1} s",
+        t_image.as_secs_f64(),
+        t0.elapsed().as_secs_f64()
+    ));
+}
+
+#[test]
+fn full_guest_vsock_trixie() {
+    full_guest_vsock("trixie");
+}
+
+/// On demand (`LAB_SUITES=sid`).
+#[test]
+fn full_guest_vsock_sid() {
+    full_guest_vsock("sid");
 }

@@ -26,8 +26,7 @@
 mod lab;
 
 use lab::{announce, ct_bin, Lab, CT_BOOT, CT_LAB};
-use std::path::PathBuf;
-use std::process::{Command, Output};
+use std::process::Output;
 use std::time::{Duration, Instant};
 
 const NAME: &str = "vsd-vsock";
@@ -87,28 +86,6 @@ fn domain_xml() -> String {
     )
 }
 
-/// The backend binary on the host, built once (`tests/lab/tools.sh`).
-fn backend_binary() -> PathBuf {
-    let t0 = Instant::now();
-    let out = Command::new(lab::lab_src().join("tools.sh"))
-        .arg("vhost-device-vsock")
-        .output()
-        .expect("run tests/lab/tools.sh");
-    assert!(
-        out.status.success(),
-        "tests/lab/tools.sh vhost-device-vsock failed ({}):\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stderr)
-    );
-    if t0.elapsed() > Duration::from_secs(5) {
-        announce(&format!(
-            "lab_vsock: vhost-device-vsock built in {:.1} s (cached from now on)",
-            t0.elapsed().as_secs_f64()
-        ));
-    }
-    PathBuf::from(String::from_utf8_lossy(&out.stdout).trim())
-}
-
 fn text(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
 }
@@ -165,7 +142,7 @@ fn exists(lab: &Lab, path: &str) -> bool {
 }
 
 fn vsock_end_to_end(suite: &str) {
-    let backend = backend_binary();
+    let backend = lab::vhost_device_vsock();
     let Some(lab) = Lab::up(suite) else { return };
     let t0 = Instant::now();
     let bin = ct_bin("virt-systemd");

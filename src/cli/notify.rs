@@ -129,19 +129,44 @@ pub fn wait_ready(cfg: &Config, domain: &str, timeout: Option<f64>, ssh: bool) -
     }
 }
 
+/// Copy `from` → `to` as it comes, until EOF: every read is written and flushed before
+/// the next read. Not `std::io::copy`: on Linux it moves socket → pipe with splice(2), and
+/// on the lab's host kernel (6.18) the pipe's reader then hung — ssh's (even non-blocking)
+/// read of our stdout sat uninterruptibly in the kernel until the proxy exited, so ssh
+/// sessions over a hybrid-vsock backend stalled after a few packets. Plain read/write
+/// also keeps Rust's line-buffered stdout out of a binary stream.
+fn pump(mut from: impl Read, mut to: impl Write) -> std::io::Result<()> {
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        let n = match from.read(&mut buf) {
+            Ok(0) => return Ok(()),
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        to.write_all(&buf[..n])?;
+        to.flush()?;
+    }
+}
+
+/// fd 0 or 1 as an unbuffered file, left open when dropped.
+fn stdio_file(fd: i32) -> std::mem::ManuallyDrop<std::fs::File> {
+    use std::os::fd::FromRawFd;
+    // SAFETY: fds 0 and 1 stay open for the whole process; ManuallyDrop never closes them.
+    std::mem::ManuallyDrop::new(unsafe { std::fs::File::from_raw_fd(fd) })
+}
+
 /// Copy stdin → `w` and `r` → stdout until both directions end.
 fn splice(
-    mut r: impl Read + Send + 'static,
-    mut w: impl Write + Send + 'static,
+    r: impl Read + Send + 'static,
+    w: impl Write + Send + 'static,
     half_close: impl FnOnce() + Send + 'static,
 ) -> Result<()> {
     let up = std::thread::spawn(move || {
-        let _ = std::io::copy(&mut std::io::stdin().lock(), &mut w);
-        let _ = w.flush();
+        let _ = pump(&*stdio_file(0), w);
         half_close();
     });
-    let mut out = std::io::stdout().lock();
-    let res = std::io::copy(&mut r, &mut out).and_then(|_| out.flush());
+    let res = pump(r, &*stdio_file(1));
     drop(up); // the guest closed: we are done, whatever stdin still holds
     res.map_err(|e| Error::Write {
         path: "<stdout>".into(),
@@ -170,6 +195,88 @@ pub fn vsock_proxy(cid: Option<u32>, uds: Option<&Path>, port: u32) -> Result<()
     })
 }
 
+/// How `ssh` reaches a guest: the name ssh knows it by, and the ProxyCommand.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SshRoute {
+    /// `vsock/CID`, or `vsock-mux/DOMAIN` on a hybrid-vsock backend (systemd's names).
+    pub host: String,
+    /// The ProxyCommand, its words already quoted for ssh (see [`proxy_word`]).
+    pub proxy: String,
+    /// The proxy passes ssh a connected fd (systemd-ssh-proxy) instead of relaying.
+    pub fdpass: bool,
+}
+
+/// One word of a ProxyCommand: ssh expands `%` tokens in it, then runs it with
+/// `$SHELL -c`, so `%` is doubled and the word single-quoted.
+pub fn proxy_word(w: &str) -> String {
+    format!("'{}'", w.replace('%', "%%").replace('\'', r"'\''"))
+}
+
+/// The route to a running domain's port 22.
+pub fn ssh_route(
+    cfg: &Config,
+    st: &DomainState,
+    me: &Path,
+    sd_proxy: Option<&Path>,
+) -> Result<SshRoute> {
+    let me = proxy_word(&me.to_string_lossy());
+    if let Some(uds) = cfg.notify.hybrid.get(&st.domain) {
+        return Ok(SshRoute {
+            host: format!("vsock-mux/{}", st.domain),
+            proxy: format!(
+                "{me} vsock-proxy --uds {} 22",
+                proxy_word(&uds.to_string_lossy())
+            ),
+            fdpass: false,
+        });
+    }
+    let cid = st.vsock_cid.ok_or_else(|| {
+        Error::invalid(format!(
+            "{} has no vsock CID (start it with a vsock device: virt-systemd enable --vsock)",
+            st.domain
+        ))
+    })?;
+    Ok(match sd_proxy {
+        Some(sd) => SshRoute {
+            host: format!("vsock/{cid}"),
+            proxy: format!("{} vsock/{cid} 22", proxy_word(&sd.to_string_lossy())),
+            fdpass: true,
+        },
+        None => SshRoute {
+            host: format!("vsock/{cid}"),
+            proxy: format!("{me} vsock-proxy {cid} 22"),
+            fdpass: false,
+        },
+    })
+}
+
+/// ssh's arguments: the user's options first (ssh keeps the first value it gets for an
+/// option, so theirs win), then ours, the destination, the remote command. Host keys are
+/// neither checked nor recorded, as systemd's own ssh_config for `vsock/*` does: a CID or a
+/// backend socket names whichever guest runs there now, not a host.
+pub fn ssh_argv(route: &SshRoute, args: &[OsString]) -> Vec<OsString> {
+    let (opts, rest) = split_ssh_args(args);
+    let mut v: Vec<OsString> = opts.to_vec();
+    for o in [
+        format!("ProxyCommand={}", route.proxy),
+        format!("ProxyUseFdpass={}", if route.fdpass { "yes" } else { "no" }),
+        format!("HostKeyAlias={}", route.host),
+        "CheckHostIP=no".into(),
+        "StrictHostKeyChecking=no".into(),
+        "UserKnownHostsFile=/dev/null".into(),
+    ] {
+        v.push("-o".into());
+        v.push(o.into());
+    }
+    v.push(if user_option(opts) {
+        route.host.clone().into()
+    } else {
+        format!("root@{}", route.host).into()
+    });
+    v.extend(rest.iter().cloned());
+    v
+}
+
 /// `ssh DOMAIN [-- ARGS]`: exec ssh to the guest over vsock.
 pub fn ssh(cfg: &Config, domain: &str, args: &[OsString]) -> Result<()> {
     use std::os::unix::process::CommandExt;
@@ -178,56 +285,34 @@ pub fn ssh(cfg: &Config, domain: &str, args: &[OsString]) -> Result<()> {
         Error::invalid(format!("{domain} is not running (no state from the hook)"))
     })?;
     let me = std::env::current_exe().map_err(|e| Error::invalid(e.to_string()))?;
-    let (host, proxy, fdpass) = if let Some(uds) = cfg.notify.hybrid.get(&st.domain) {
-        (
-            format!("vsock-mux/{}", st.domain),
-            format!("{} vsock-proxy --uds {} 22", me.display(), uds.display()),
-            false,
-        )
-    } else {
-        let cid = st.vsock_cid.ok_or_else(|| {
-            Error::invalid(format!(
-                "{domain} has no vsock CID (start it with a vsock device: virt-systemd enable --vsock)"
-            ))
-        })?;
-        let sd = Path::new("/usr/lib/systemd/systemd-ssh-proxy");
-        if sd.exists() {
-            (
-                format!("vsock/{cid}"),
-                format!("{} vsock/{cid} 22", sd.display()),
-                true,
-            )
-        } else {
-            (
-                format!("vsock/{cid}"),
-                format!("{} vsock-proxy {cid} 22", me.display()),
-                false,
-            )
-        }
-    };
-    let user_given = args.iter().any(|a| a == "-l");
-    let mut cmd = std::process::Command::new("ssh");
-    cmd.arg("-o")
-        .arg(format!("ProxyCommand={proxy}"))
-        .arg("-o")
-        .arg(format!(
-            "ProxyUseFdpass={}",
-            if fdpass { "yes" } else { "no" }
-        ))
-        .arg("-o")
-        .arg(format!("HostKeyAlias={host}"))
-        .arg("-o")
-        .arg("CheckHostIP=no");
-    let (opts, rest) = split_ssh_args(args);
-    cmd.args(opts);
-    cmd.arg(if user_given {
-        host.clone()
-    } else {
-        format!("root@{host}")
-    });
-    cmd.args(rest);
-    let e = cmd.exec();
+    let sd = Path::new("/usr/lib/systemd/systemd-ssh-proxy");
+    let route = ssh_route(cfg, &st, &me, sd.exists().then_some(sd))?;
+    let e = std::process::Command::new("ssh")
+        .args(ssh_argv(&route, args))
+        .exec();
     Err(Error::invalid(format!("cannot run ssh: {e}")))
+}
+
+/// Whether ssh options name the user (`-l USER`, `-lUSER`, `-o User=…`): then the
+/// destination carries no `root@`, which would override them.
+fn user_option(opts: &[OsString]) -> bool {
+    let mut prev_o = false;
+    opts.iter().any(|a| {
+        let a = a.to_string_lossy();
+        let o_value = if prev_o {
+            Some(&a[..])
+        } else {
+            a.strip_prefix("-o")
+        };
+        prev_o = a == "-o";
+        a.starts_with("-l")
+            || o_value.is_some_and(|v| {
+                let v = v.trim_start().to_ascii_lowercase();
+                ["user=", "user ", "user\t"]
+                    .iter()
+                    .any(|p| v.starts_with(p))
+            })
+    })
 }
 
 /// Split ssh arguments into options (before the destination) and the remote command.
@@ -277,5 +362,86 @@ mod tests {
         let (o, r) = split_ssh_args(&a);
         assert_eq!(o, &v(&["-v"])[..]);
         assert_eq!(r, &v(&["-weird"])[..]);
+    }
+
+    fn state(domain: &str, cid: Option<u32>) -> DomainState {
+        DomainState {
+            domain: domain.into(),
+            uuid: "0b7d5c3e-2f41-4a6b-9c8d-7e6f5a4b3c2d".into(),
+            vsock_cid: cid,
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn proxy_words_survive_shell_and_percent_expansion() {
+        assert_eq!(
+            proxy_word("/usr/bin/virt-systemd"),
+            "'/usr/bin/virt-systemd'"
+        );
+        assert_eq!(proxy_word("/a b/it's 100%"), r"'/a b/it'\''s 100%%'");
+    }
+
+    #[test]
+    fn routes() {
+        let me = Path::new("/opt/my tools/virt-systemd");
+        let mut cfg = Config::default();
+        cfg.notify
+            .hybrid
+            .insert("web".into(), "/run/vuv/vm.vsock".into());
+        let r = ssh_route(&cfg, &state("web", Some(7)), me, None).unwrap();
+        assert_eq!(r.host, "vsock-mux/web");
+        assert_eq!(
+            r.proxy,
+            "'/opt/my tools/virt-systemd' vsock-proxy --uds '/run/vuv/vm.vsock' 22"
+        );
+        assert!(!r.fdpass);
+        let r = ssh_route(&cfg, &state("db", Some(7)), me, None).unwrap();
+        assert_eq!(r.host, "vsock/7");
+        assert_eq!(r.proxy, "'/opt/my tools/virt-systemd' vsock-proxy 7 22");
+        let sd = Path::new("/usr/lib/systemd/systemd-ssh-proxy");
+        let r = ssh_route(&cfg, &state("db", Some(7)), me, Some(sd)).unwrap();
+        assert_eq!(r.proxy, "'/usr/lib/systemd/systemd-ssh-proxy' vsock/7 22");
+        assert!(r.fdpass);
+        assert!(ssh_route(&cfg, &state("db", None), me, None).is_err());
+    }
+
+    #[test]
+    fn ssh_argv_user_options_first_no_host_key_prompt() {
+        let route = SshRoute {
+            host: "vsock/7".into(),
+            proxy: "'p' vsock-proxy 7 22".into(),
+            fdpass: false,
+        };
+        let a = ssh_argv(
+            &route,
+            &v(&["-o", "StrictHostKeyChecking=yes", "-t", "uptime", "-p"]),
+        );
+        let s: Vec<String> = a.iter().map(|x| x.to_string_lossy().into_owned()).collect();
+        let pos = |x: &str| {
+            s.iter()
+                .position(|y| y == x)
+                .unwrap_or_else(|| panic!("{x} in {s:?}"))
+        };
+        // the user's option comes before ours, so ssh uses theirs
+        assert!(pos("StrictHostKeyChecking=yes") < pos("StrictHostKeyChecking=no"));
+        assert!(pos("UserKnownHostsFile=/dev/null") < pos("root@vsock/7"));
+        assert_eq!(s[pos("ProxyCommand='p' vsock-proxy 7 22") - 1], "-o");
+        assert_eq!(&s[s.len() - 3..], ["root@vsock/7", "uptime", "-p"]);
+        let a = ssh_argv(&route, &v(&["-l", "admin", "--", "true"]));
+        let s: Vec<String> = a.iter().map(|x| x.to_string_lossy().into_owned()).collect();
+        assert_eq!(&s[..2], ["-l", "admin"]);
+        assert_eq!(&s[s.len() - 2..], ["vsock/7", "true"]);
+        // "-l" in the remote command is not the user (it was taken for one: ssh then
+        // logged in as the local user)
+        let a = ssh_argv(&route, &v(&["ls", "-l"]));
+        let s: Vec<String> = a.iter().map(|x| x.to_string_lossy().into_owned()).collect();
+        assert_eq!(&s[s.len() - 3..], ["root@vsock/7", "ls", "-l"]);
+        for user in [&["-ladmin"][..], &["-o", "User=admin"], &["-oUser admin"]] {
+            let a = ssh_argv(&route, &v(user));
+            assert_eq!(a.last().unwrap(), "vsock/7", "{user:?}");
+        }
+        let a = ssh_argv(&route, &v(&["-o", "UserKnownHostsFile=/tmp/k"]));
+        assert_eq!(a.last().unwrap(), "root@vsock/7");
     }
 }

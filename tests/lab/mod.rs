@@ -296,6 +296,12 @@ exec "$0/lab-down.sh" >> "$1" 2>&1"#;
         &self.opts.suite
     }
 
+    /// The container's `path` as the host sees it (through its PID 1's root), e.g. to use a
+    /// UNIX socket inside the container from a host process.
+    pub fn host_path(&self, path: &str) -> PathBuf {
+        PathBuf::from(format!("/proc/{}/root{path}", self.leader))
+    }
+
     pub fn options(&self) -> &Options {
         &self.opts
     }
@@ -516,6 +522,29 @@ impl Drop for Lab {
             announce(&format!("lab {}: teardown problem: {e}", self.opts.suite));
         }
     }
+}
+
+/// rust-vmm's user-space vhost-user vsock backend on the host, built once
+/// (`tests/lab/tools.sh`); tests copy it into the container.
+pub fn vhost_device_vsock() -> PathBuf {
+    let t0 = Instant::now();
+    let out = Command::new(lab_src().join("tools.sh"))
+        .arg("vhost-device-vsock")
+        .output()
+        .expect("run tests/lab/tools.sh");
+    assert!(
+        out.status.success(),
+        "tests/lab/tools.sh vhost-device-vsock failed ({}):\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    if t0.elapsed() > Duration::from_secs(5) {
+        announce(&format!(
+            "lab: vhost-device-vsock built in {:.1} s (cached from now on)",
+            t0.elapsed().as_secs_f64()
+        ));
+    }
+    PathBuf::from(String::from_utf8_lossy(&out.stdout).trim())
 }
 
 fn check(argv: &[&str], out: &Output) {
