@@ -7,7 +7,9 @@ use virt_systemd::config::{self, Config};
 fn main() {
     virt_systemd::logging::init("virt-systemd-hook");
     let argv: Vec<String> = std::env::args().skip(1).collect();
-    let mut stdin = Vec::new();
+    // Room for a typical domain XML at once: read_to_end otherwise starts at 32 bytes and
+    // doubles, one read(2) per step.
+    let mut stdin = Vec::with_capacity(64 * 1024);
     let _ = std::io::stdin().read_to_end(&mut stdin);
     let path = std::env::var_os("VIRT_SYSTEMD_CONFIG")
         .map(std::path::PathBuf::from)

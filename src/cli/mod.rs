@@ -280,7 +280,8 @@ fn tri(on: bool, off: bool) -> Option<bool> {
 pub fn read_input(path: &std::path::Path) -> crate::error::Result<(String, Vec<u8>)> {
     use std::io::Read;
     if path.as_os_str() == "-" {
-        let mut v = Vec::new();
+        // read_to_end would start at 32 bytes and double, a read(2) per step.
+        let mut v = Vec::with_capacity(64 * 1024);
         std::io::stdin()
             .read_to_end(&mut v)
             .map_err(|e| crate::Error::Read {
