@@ -17,6 +17,7 @@
 #[path = "lab/mod.rs"]
 mod lab;
 
+use lab::vsock::{self, exists, show, text, NOTIFY_PORT};
 use lab::{announce, ct_bin, Lab, CT_BOOT, CT_IMAGES, CT_LAB};
 use std::path::Path;
 use std::process::{Command, Output};
@@ -179,92 +180,29 @@ const VS_NAME: &str = "vsd-fullvs";
 const VS_UUID: &str = "6e1f2a3b-4c5d-4e6f-8a7b-9c0d1e2f3a4b";
 const VS_SERIAL: &str = "/var/log/libvirt/qemu/vsd-fullvs-serial.log";
 const VS_HOSTNAME: &str = "full-vsock-guest";
-const HOOK_LINK: &str = "/etc/libvirt/hooks/qemu.d/50-virt-systemd";
 /// The backend's vhost-user socket and hybrid-vsock base path (see tests/lab_vsock.rs).
 const VDIR: &str = "/run/vsd-fullvs";
 const VHOST: &str = "/run/vsd-fullvs/vhost.sock";
 const UDS: &str = "/run/vsd-fullvs/vm.vsock";
-const BACKEND: &str = "/usr/local/bin/vhost-device-vsock";
-const GUEST_CID: u32 = 3;
-const NOTIFY_PORT: u32 = virt_systemd::DEFAULT_NOTIFY_PORT;
 
 fn vsock_domain_xml() -> String {
-    format!(
-        r#"<domain type='qemu' xmlns:qemu='http://libvirt.org/schemas/domain/qemu/1.0'>
-  <name>{VS_NAME}</name>
-  <uuid>{VS_UUID}</uuid>
-  <memory unit='MiB'>1536</memory>
-  <vcpu>2</vcpu>
-  <memoryBacking>
-    <source type='memfd'/>
-    <access mode='shared'/>
-  </memoryBacking>
-  <os>
-    <type arch='x86_64' machine='q35'>hvm</type>
-    <kernel>{CT_BOOT}/vmlinuz</kernel>
-    <initrd>{CT_BOOT}/full-vsock.img</initrd>
-    <cmdline>console=ttyS0 panic=-1 quiet loglevel=1 systemd.show_status=0 rdinit=/vsd/init systemd.mask=vsd-report.service systemd.journald.forward_to_console=1</cmdline>
-  </os>
-  <on_poweroff>destroy</on_poweroff>
-  <on_reboot>destroy</on_reboot>
-  <on_crash>destroy</on_crash>
-  <devices>
-    <serial type='file'>
-      <source path='{VS_SERIAL}'/>
-      <target port='0'/>
-    </serial>
-    <memballoon model='none'/>
-  </devices>
-  <qemu:commandline>
-    <qemu:arg value='-chardev'/>
-    <qemu:arg value='socket,id=vsdvsock,path={VHOST}'/>
-    <qemu:arg value='-device'/>
-    <qemu:arg value='vhost-user-vsock-pci,chardev=vsdvsock,bus=pcie.0,addr=0x10'/>
-  </qemu:commandline>
-</domain>
-"#
-    )
-}
-
-fn text(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
-}
-
-fn show(out: &Output) -> String {
-    format!(
-        "{}\nstdout: {}\nstderr: {}",
-        out.status,
-        text(&out.stdout),
-        text(&out.stderr)
-    )
-}
-
-fn exists(lab: &Lab, path: &str) -> bool {
-    lab.exec(&["test", "-e", path]).status.success()
+    vsock::Domain {
+        name: VS_NAME,
+        uuid: VS_UUID,
+        memory_mib: 1536,
+        vcpus: 2,
+        initrd: "full-vsock.img",
+        cmdline: "console=ttyS0 panic=-1 quiet loglevel=1 systemd.show_status=0 rdinit=/vsd/init \
+                  systemd.mask=vsd-report.service systemd.journald.forward_to_console=1",
+        serial: VS_SERIAL,
+        vhost: VHOST,
+    }
+    .xml()
 }
 
 /// The guest's console, the units' journals, the state: for failure messages.
 fn vsock_diagnostics(lab: &Lab) -> String {
-    let serial = lab.exec(&["sh", "-c", &format!("tail -c 20000 {VS_SERIAL}")]);
-    let journal = lab.exec(&[
-        "sh",
-        "-c",
-        "for u in vsd-notify-listener vsd-fullvs-backend; do echo \"[$u]\"; \
-         journalctl --no-pager -q -o short-monotonic -n 60 -u $u; done; \
-         echo '[virt-systemd-hook]'; journalctl --no-pager -q -p info -n 30 -t virt-systemd-hook",
-    ]);
-    let state = lab.exec(&[
-        "sh",
-        "-c",
-        "ls -l /run/virt-systemd/domains /run/vsd-fullvs; cat /run/virt-systemd/domains/*",
-    ]);
-    format!(
-        "--- guest serial console:\n{}\n--- journal:\n{}\n--- state:\n{}{}",
-        text(&serial.stdout),
-        text(&journal.stdout),
-        text(&state.stdout),
-        text(&state.stderr)
-    )
+    vsock::diagnostics(lab, VS_SERIAL, "vsd-fullvs-backend", VDIR)
 }
 
 fn full_guest_vsock(suite: &str) {
@@ -294,10 +232,7 @@ fn full_guest_vsock(suite: &str) {
     let pubkey = std::fs::read_to_string(key.with_extension("pub")).expect("public key");
 
     // The real hook (state files), the boot files (image + vsock modules and /vsd/init).
-    lab.sh(&format!(
-        "mkdir -p /etc/libvirt/hooks/qemu.d && ln -sfn {} {HOOK_LINK} && systemctl restart libvirtd",
-        ct_bin("virt-systemd-hook")
-    ));
+    vsock::install_hook(&lab);
     lab.run(&[
         &format!("{CT_LAB}/guest/full-vsock-overlay.sh"),
         "/root/vsock-overlay.cpio.gz",
@@ -308,16 +243,7 @@ fn full_guest_vsock(suite: &str) {
 
     // The backend, then the listener (from the config's [notify.hybrid]), before the guest:
     // PID 1 reports once, when it gets there.
-    lab.copy_in(&backend, BACKEND, "755");
-    lab.sh(&format!(
-        "mkdir -p {VDIR} && systemd-run -q --unit=vsd-fullvs-backend -p UMask=0000 {BACKEND} \
-         --guest-cid={GUEST_CID} --socket={VHOST} --uds-path={UDS}"
-    ));
-    lab.wait_for(
-        "the backend's vhost-user socket",
-        Duration::from_secs(30),
-        || exists(&lab, VHOST).then_some(()),
-    );
+    vsock::start_backend(&lab, &backend, "vsd-fullvs-backend", VDIR, VHOST, UDS);
     lab.write_file(
         "/etc/virt-systemd/config.toml",
         format!("[notify.hybrid]\n{VS_NAME} = \"{UDS}\"\n").as_bytes(),

@@ -25,23 +25,18 @@
 #[path = "lab/mod.rs"]
 mod lab;
 
+use lab::vsock::{self, exists, json, show, text, NOTIFY_PORT};
 use lab::{announce, ct_bin, Lab, CT_BOOT, CT_LAB};
-use std::process::Output;
 use std::time::{Duration, Instant};
 
 const NAME: &str = "vsd-vsock";
 const UUID: &str = "3d9a4f1e-5c2b-4e8a-9f7d-6b5c4a3e2d1f";
 const SERIAL: &str = "/var/log/libvirt/qemu/vsd-vsock-serial.log";
-const HOOK_LINK: &str = "/etc/libvirt/hooks/qemu.d/50-virt-systemd";
 /// The user-space backend's sockets: QEMU's vhost-user control socket, and the hybrid-vsock
 /// base path (`<UDS>_PORT` for guest → host, `CONNECT PORT` on `<UDS>` for host → guest).
 const VDIR: &str = "/run/vsd-vsock";
 const VHOST: &str = "/run/vsd-vsock/vhost.sock";
 const UDS: &str = "/run/vsd-vsock/vm.vsock";
-const BACKEND: &str = "/usr/local/bin/vhost-device-vsock";
-const GUEST_CID: u32 = 3;
-/// The listener's (and `rewrite`'s) default port.
-const NOTIFY_PORT: u32 = virt_systemd::DEFAULT_NOTIFY_PORT;
 /// The guest's echo service (guest/vsd-echo.sh).
 const GUEST_PORT: u32 = 7000;
 const STATUS: &str = "vsd-vsock guest up, echo service on vsock port 7000";
@@ -49,78 +44,22 @@ const STATUS: &str = "vsd-vsock guest up, echo service on vsock port 7000";
 const BOOT: Duration = Duration::from_secs(300);
 
 fn domain_xml() -> String {
-    format!(
-        r#"<domain type='qemu' xmlns:qemu='http://libvirt.org/schemas/domain/qemu/1.0'>
-  <name>{NAME}</name>
-  <uuid>{UUID}</uuid>
-  <memory unit='MiB'>256</memory>
-  <vcpu>1</vcpu>
-  <memoryBacking>
-    <source type='memfd'/>
-    <access mode='shared'/>
-  </memoryBacking>
-  <os>
-    <type arch='x86_64' machine='q35'>hvm</type>
-    <kernel>{CT_BOOT}/vmlinuz</kernel>
-    <initrd>{CT_BOOT}/vsock-initrd.img</initrd>
-    <cmdline>console=ttyS0 panic=-1 loglevel=4</cmdline>
-  </os>
-  <on_poweroff>destroy</on_poweroff>
-  <on_reboot>destroy</on_reboot>
-  <on_crash>destroy</on_crash>
-  <devices>
-    <serial type='file'>
-      <source path='{SERIAL}'/>
-      <target port='0'/>
-    </serial>
-    <memballoon model='none'/>
-  </devices>
-  <qemu:commandline>
-    <qemu:arg value='-chardev'/>
-    <qemu:arg value='socket,id=vsdvsock,path={VHOST}'/>
-    <qemu:arg value='-device'/>
-    <qemu:arg value='vhost-user-vsock-pci,chardev=vsdvsock,bus=pcie.0,addr=0x10'/>
-  </qemu:commandline>
-</domain>
-"#
-    )
-}
-
-fn text(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
-}
-
-fn show(out: &Output) -> String {
-    format!(
-        "{}\nstdout: {}\nstderr: {}",
-        out.status,
-        text(&out.stdout),
-        text(&out.stderr)
-    )
+    vsock::Domain {
+        name: NAME,
+        uuid: UUID,
+        memory_mib: 256,
+        vcpus: 1,
+        initrd: "vsock-initrd.img",
+        cmdline: "console=ttyS0 panic=-1 loglevel=4",
+        serial: SERIAL,
+        vhost: VHOST,
+    }
+    .xml()
 }
 
 /// What the test's failure messages carry: the guest's console, the units' journals, the state.
 fn diagnostics(lab: &Lab) -> String {
-    let serial = lab.exec(&["cat", SERIAL]);
-    let journal = lab.exec(&[
-        "sh",
-        "-c",
-        "for u in vsd-notify-listener vsd-vsock-backend; do echo \"[$u]\"; \
-         journalctl --no-pager -q -o short-monotonic -n 60 -u $u; done; \
-         echo '[virt-systemd-hook]'; journalctl --no-pager -q -p info -n 30 -t virt-systemd-hook",
-    ]);
-    let state = lab.exec(&[
-        "sh",
-        "-c",
-        "ls -l /run/virt-systemd/domains /run/vsd-vsock; cat /run/virt-systemd/domains/*",
-    ]);
-    format!(
-        "--- guest serial console:\n{}\n--- journal:\n{}\n--- state:\n{}{}",
-        text(&serial.stdout),
-        text(&journal.stdout),
-        text(&state.stdout),
-        text(&state.stderr)
-    )
+    vsock::diagnostics(lab, SERIAL, "vsd-vsock-backend", VDIR)
 }
 
 /// The rest of the line after `KEY ` on the guest's console.
@@ -132,15 +71,6 @@ fn field(log: &str, key: &str) -> Option<String> {
     })
 }
 
-fn json(lab: &Lab, path: &str) -> serde_json::Value {
-    let raw = lab.read_file(path);
-    serde_json::from_slice(&raw).unwrap_or_else(|e| panic!("{path}: {e}: {}", text(&raw)))
-}
-
-fn exists(lab: &Lab, path: &str) -> bool {
-    lab.exec(&["test", "-e", path]).status.success()
-}
-
 fn vsock_end_to_end(suite: &str) {
     let backend = lab::vhost_device_vsock();
     let Some(lab) = Lab::up(suite) else { return };
@@ -150,10 +80,7 @@ fn vsock_end_to_end(suite: &str) {
     let readiness = format!("/run/virt-systemd/domains/{UUID}.notify.json");
 
     // The real hook, so starting the domain writes its state file (enabled, notify_port).
-    lab.sh(&format!(
-        "mkdir -p /etc/libvirt/hooks/qemu.d && ln -sfn {} {HOOK_LINK} && systemctl restart libvirtd",
-        ct_bin("virt-systemd-hook")
-    ));
+    vsock::install_hook(&lab);
 
     // The guest: busybox + the lab's own systemd-notify and systemd-socket-activate.
     lab.run(&[
@@ -162,16 +89,7 @@ fn vsock_end_to_end(suite: &str) {
     ]);
 
     // The backend, then the listener, as units inside the container (both before the guest).
-    lab.copy_in(&backend, BACKEND, "755");
-    lab.sh(&format!(
-        "mkdir -p {VDIR} && systemd-run -q --unit=vsd-vsock-backend -p UMask=0000 {BACKEND} \
-         --guest-cid={GUEST_CID} --socket={VHOST} --uds-path={UDS}"
-    ));
-    lab.wait_for(
-        "the backend's vhost-user socket",
-        Duration::from_secs(30),
-        || exists(&lab, VHOST).then_some(()),
-    );
+    vsock::start_backend(&lab, &backend, "vsd-vsock-backend", VDIR, VHOST, UDS);
     lab.sh(&format!(
         "systemd-run -q --unit=vsd-notify-listener {bin} notify-listener --hybrid {NAME}={UDS}"
     ));

@@ -13,6 +13,8 @@
 //! pipe only this process holds, reaches end of file.
 #![allow(dead_code)]
 
+pub mod vsock;
+
 use std::fs;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::path::{Path, PathBuf};
@@ -441,7 +443,8 @@ exec "$0/lab-down.sh" >> "$1" 2>&1"#;
         self.run(&argv)
     }
 
-    /// Poll `cond` every 250 ms until it returns `Some`, or panic after `timeout`.
+    /// Poll `cond` every 250 ms until it returns `Some`, or panic after `timeout` with the
+    /// container's recent journal (what the hook, libvirtd and machined said).
     pub fn wait_for<T>(
         &self,
         what: &str,
@@ -454,9 +457,13 @@ exec "$0/lab-down.sh" >> "$1" 2>&1"#;
                 return v;
             }
             if t0.elapsed() > timeout {
+                let journal = self.exec(&["journalctl", "--no-pager", "-q", "-n", "80"]);
+                let machines = self.exec(&["machinectl", "list", "--no-pager"]);
                 panic!(
-                    "lab {}: timed out after {timeout:?} waiting for {what}",
-                    self.suite()
+                    "lab {}: timed out after {timeout:?} waiting for {what}\n--- machines:\n{}\n--- journal:\n{}",
+                    self.suite(),
+                    String::from_utf8_lossy(&machines.stdout),
+                    String::from_utf8_lossy(&journal.stdout)
                 );
             }
             std::thread::sleep(Duration::from_millis(250));

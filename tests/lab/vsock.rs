@@ -1,0 +1,152 @@
+//! What the lab tests that run a guest on the user-space vsock backend share
+//! (`tests/lab_vsock.rs`, `tests/lab_full.rs`): the domain, the hook and backend set-up, the
+//! failure diagnostics. The backend is QEMU's vhost-user-vsock-pci served by
+//! vhost-device-vsock, which exposes the guest's vsock as "hybrid vsock" UNIX sockets:
+//! `<uds>_PORT` for guest → host, `CONNECT PORT` on `<uds>` for host → guest.
+
+use super::{ct_bin, Lab, CT_BOOT};
+use std::path::Path;
+use std::process::Output;
+use std::time::Duration;
+
+pub const HOOK_LINK: &str = "/etc/libvirt/hooks/qemu.d/50-virt-systemd";
+pub const BACKEND: &str = "/usr/local/bin/vhost-device-vsock";
+pub const GUEST_CID: u32 = 3;
+/// The listener's (and `rewrite`'s) default port.
+pub const NOTIFY_PORT: u32 = virt_systemd::DEFAULT_NOTIFY_PORT;
+
+/// A direct-kernel-boot domain whose vsock is the user-space backend at `vhost` (libvirt
+/// cannot describe it, so it goes in through `<qemu:commandline>`); shared memory, as
+/// vhost-user needs.
+pub struct Domain<'a> {
+    pub name: &'a str,
+    pub uuid: &'a str,
+    pub memory_mib: u32,
+    pub vcpus: u32,
+    pub initrd: &'a str,
+    pub cmdline: &'a str,
+    pub serial: &'a str,
+    pub vhost: &'a str,
+}
+
+impl Domain<'_> {
+    pub fn xml(&self) -> String {
+        let Domain {
+            name,
+            uuid,
+            memory_mib,
+            vcpus,
+            initrd,
+            cmdline,
+            serial,
+            vhost,
+        } = self;
+        format!(
+            r#"<domain type='qemu' xmlns:qemu='http://libvirt.org/schemas/domain/qemu/1.0'>
+  <name>{name}</name>
+  <uuid>{uuid}</uuid>
+  <memory unit='MiB'>{memory_mib}</memory>
+  <vcpu>{vcpus}</vcpu>
+  <memoryBacking>
+    <source type='memfd'/>
+    <access mode='shared'/>
+  </memoryBacking>
+  <os>
+    <type arch='x86_64' machine='q35'>hvm</type>
+    <kernel>{CT_BOOT}/vmlinuz</kernel>
+    <initrd>{CT_BOOT}/{initrd}</initrd>
+    <cmdline>{cmdline}</cmdline>
+  </os>
+  <on_poweroff>destroy</on_poweroff>
+  <on_reboot>destroy</on_reboot>
+  <on_crash>destroy</on_crash>
+  <devices>
+    <serial type='file'>
+      <source path='{serial}'/>
+      <target port='0'/>
+    </serial>
+    <memballoon model='none'/>
+  </devices>
+  <qemu:commandline>
+    <qemu:arg value='-chardev'/>
+    <qemu:arg value='socket,id=vsdvsock,path={vhost}'/>
+    <qemu:arg value='-device'/>
+    <qemu:arg value='vhost-user-vsock-pci,chardev=vsdvsock,bus=pcie.0,addr=0x10'/>
+  </qemu:commandline>
+</domain>
+"#
+        )
+    }
+}
+
+pub fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+pub fn show(out: &Output) -> String {
+    format!(
+        "{}\nstdout: {}\nstderr: {}",
+        out.status,
+        text(&out.stdout),
+        text(&out.stderr)
+    )
+}
+
+pub fn exists(lab: &Lab, path: &str) -> bool {
+    lab.exec(&["test", "-e", path]).status.success()
+}
+
+pub fn json(lab: &Lab, path: &str) -> serde_json::Value {
+    let raw = lab.read_file(path);
+    serde_json::from_slice(&raw).unwrap_or_else(|e| panic!("{path}: {e}: {}", text(&raw)))
+}
+
+/// The real hook, so starting a domain writes its state file (enabled, notify_port).
+pub fn install_hook(lab: &Lab) {
+    lab.sh(&format!(
+        "mkdir -p /etc/libvirt/hooks/qemu.d && ln -sfn {} {HOOK_LINK} && systemctl restart libvirtd",
+        ct_bin("virt-systemd-hook")
+    ));
+}
+
+/// Start the backend (host build at `backend`) as unit `unit` serving `vhost` and `uds`
+/// under `dir`, and wait for its vhost-user socket.
+pub fn start_backend(lab: &Lab, backend: &Path, unit: &str, dir: &str, vhost: &str, uds: &str) {
+    lab.copy_in(backend, BACKEND, "755");
+    lab.sh(&format!(
+        "mkdir -p {dir} && systemd-run -q --unit={unit} -p UMask=0000 {BACKEND} \
+         --guest-cid={GUEST_CID} --socket={vhost} --uds-path={uds}"
+    ));
+    lab.wait_for(
+        "the backend's vhost-user socket",
+        Duration::from_secs(30),
+        || exists(lab, vhost).then_some(()),
+    );
+}
+
+/// For failure messages: the guest's console (`serial`), the listener's, the backend's
+/// (`backend_unit`) and the hook's journals, the state under `dir` and the domains' state.
+pub fn diagnostics(lab: &Lab, serial: &str, backend_unit: &str, dir: &str) -> String {
+    let serial = lab.exec(&["sh", "-c", &format!("tail -c 20000 {serial}")]);
+    let journal = lab.exec(&[
+        "sh",
+        "-c",
+        &format!(
+            "for u in vsd-notify-listener {backend_unit}; do echo \"[$u]\"; \
+             journalctl --no-pager -q -o short-monotonic -n 60 -u $u; done; \
+             echo '[virt-systemd-hook]'; journalctl --no-pager -q -p info -n 30 -t virt-systemd-hook"
+        ),
+    ]);
+    let state = lab.exec(&[
+        "sh",
+        "-c",
+        &format!("ls -l /run/virt-systemd/domains {dir}; cat /run/virt-systemd/domains/*"),
+    ]);
+    format!(
+        "--- guest serial console:\n{}\n--- journal:\n{}\n--- state:\n{}{}",
+        text(&serial.stdout),
+        text(&journal.stdout),
+        text(&state.stdout),
+        text(&state.stderr)
+    )
+}
