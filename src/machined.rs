@@ -243,7 +243,25 @@ impl Machined {
         let address =
             std::env::var("DBUS_SYSTEM_BUS_ADDRESS").unwrap_or_else(|_| SYSTEM_BUS.to_string());
         let b = match unix_socket(&address) {
-            Some(Ok(s)) => zbus::connection::Builder::async_io_unix_stream(s),
+            // Our one-write handshake; on anything unexpected, zbus's own on a new socket.
+            Some(Ok(s)) => match crate::dbus_hello::handshake(s)
+                .and_then(|(s, guid)| Ok((async_io::Async::new(s)?, guid)))
+                .map_err(|e| e.to_string())
+                .and_then(|(s, guid)| {
+                    let guid = zbus::Guid::try_from(guid).map_err(|e| e.to_string())?;
+                    zbus::connection::Builder::authenticated_socket(s, guid)
+                        .map_err(|e| e.to_string())
+                }) {
+                Ok(b) => b,
+                Err(e) => {
+                    tracing::debug!("pipelined D-Bus handshake failed ({e}); using zbus's");
+                    match unix_socket(&address) {
+                        Some(Ok(s)) => zbus::connection::Builder::async_io_unix_stream(s),
+                        Some(Err(e)) => return Err(connect(&format!("{address}: {e}"))),
+                        None => unreachable!("the address was a unix socket a moment ago"),
+                    }
+                }
+            },
             Some(Err(e)) => return Err(connect(&format!("{address}: {e}"))),
             None => {
                 zbus::connection::Builder::address(address.as_str()).map_err(|e| connect(&e))?
