@@ -191,6 +191,15 @@ fn now(lab: &Lab) -> String {
 }
 
 fn install(lab: &Lab) {
+    // Five TCG guests booting at once on two cores can starve the hooks (debug builds here)
+    // and machined for longer than the default 2 s deadline, after which a hook leaves the
+    // VM unregistered by design (fail-open, tests/hook_faults.rs). These tests are about
+    // what gets registered, so give the deadline room.
+    lab.write_file(
+        "/etc/virt-systemd/config.toml",
+        b"[machined]\ntimeout_ms = 20000\n",
+        "644",
+    );
     lab.sh(&format!(
         "mkdir -p /etc/libvirt/hooks/qemu.d && ln -sfn {} {HOOK_LINK} && systemctl restart libvirtd",
         ct_bin("virt-systemd-hook")
