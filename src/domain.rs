@@ -100,6 +100,12 @@ impl<'a> DomainXml<'a> {
                     .map(|c| (c, format!("<{n}> holds markup; libvirt expects only text")))
             })
         });
+        // An empty <uuid> is no UUID to libvirt (it refuses it), and would look absent.
+        let found = found.or_else(|| {
+            child(root, "uuid")
+                .filter(|u| u.text().map_or(true, |t| t.trim().is_empty()))
+                .map(|u| (u, "<uuid> is empty; libvirt needs a UUID there".to_string()))
+        });
         match found {
             None => Ok(()),
             Some((e, what)) => {
