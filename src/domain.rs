@@ -84,14 +84,33 @@ impl<'a> DomainXml<'a> {
                     first.and_then(|s| second(s, "oemStrings").map(|e| (e, "<oemStrings>".into())))
                 });
         }
+        let mut stray = None;
         if let Some(m) = self.top("metadata") {
             let mut ours = m
                 .children()
                 .filter(|c| c.is_element() && c.tag_name().namespace() == Some(crate::METADATA_NS));
-            found = found.or_else(|| ours.nth(1).map(|e| (e, "virt-systemd record".into())));
+            // Our namespace holds our record and nothing else.
+            stray = m.children().find(|c| {
+                c.is_element()
+                    && c.tag_name().namespace() == Some(crate::METADATA_NS)
+                    && c.tag_name().name() != crate::METADATA_ELEMENT
+            });
+            if stray.is_none() {
+                found = found.or_else(|| ours.nth(1).map(|e| (e, "virt-systemd record".into())));
+            }
         }
         let found =
             found.map(|(e, what)| (e, format!("a second {what}; a libvirt domain has one")));
+        let found = found.or_else(|| {
+            stray.map(|e| {
+                let what = format!(
+                    "<{}> in virt-systemd's namespace {} is not virt-systemd's",
+                    e.tag_name().name(),
+                    crate::METADATA_NS
+                );
+                (e, what)
+            })
+        });
         // <name> and <uuid> are read as text: markup inside would make them look absent.
         let found = found.or_else(|| {
             ["name", "uuid"].iter().find_map(|n| {

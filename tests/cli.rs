@@ -41,6 +41,7 @@ const BAD_INPUT: &[(&str, &[u8], i32, &str)] = &[
     ("two <os>", b"<domain><name>a</name><os/>\n<os/></domain>", 5, "line 2, column 1: a second <os>; a libvirt domain has one"),
     ("empty uuid", b"<domain><name>a</name>\n<uuid></uuid></domain>", 5, "line 2, column 1: <uuid> is empty"),
     ("markup in uuid", b"<domain><name>a</name><uuid><x/>1</uuid></domain>", 5, "line 1, column 29: <uuid> holds markup; libvirt expects only text"),
+    ("stray element in our namespace", b"<domain><name>a</name><metadata><v:other xmlns:v='urn:virt-systemd:domain:1'/></metadata></domain>", 5, "<other> in virt-systemd's namespace urn:virt-systemd:domain:1 is not virt-systemd's"),
     ("two records", b"<domain><name>a</name><metadata><v:virt-systemd xmlns:v='urn:virt-systemd:domain:1'/><v:virt-systemd xmlns:v='urn:virt-systemd:domain:1'/></metadata></domain>", 5, "a second virt-systemd record"),
 ];
 
