@@ -234,9 +234,6 @@ impl<'a, 'i> Node<'a, 'i> {
     pub fn is_text(&self) -> bool {
         self.d.kind == NodeType::Text
     }
-    pub fn is_comment(&self) -> bool {
-        self.d.kind == NodeType::Comment
-    }
     /// The node's bytes in the input: a whole element from `<` to its end tag's `>`.
     pub fn range(&self) -> Range<usize> {
         self.d.start as usize..self.d.end as usize
@@ -284,12 +281,6 @@ impl<'a, 'i> Node<'a, 'i> {
     pub fn first_child(&self) -> Option<Node<'a, 'i>> {
         (self.d.first_child != NONE).then(|| self.doc.node(self.d.first_child))
     }
-    pub fn next_sibling(&self) -> Option<Node<'a, 'i>> {
-        (self.d.next_sibling != NONE).then(|| self.doc.node(self.d.next_sibling))
-    }
-    pub fn prev_sibling(&self) -> Option<Node<'a, 'i>> {
-        (self.d.prev_sibling != NONE).then(|| self.doc.node(self.d.prev_sibling))
-    }
     pub fn children(&self) -> Children<'a, 'i> {
         Children {
             doc: self.doc,
@@ -300,16 +291,6 @@ impl<'a, 'i> Node<'a, 'i> {
     /// This node, then its parent, up to the root.
     pub fn ancestors(&self) -> impl Iterator<Item = Node<'a, 'i>> + 'a {
         std::iter::successors(Some(*self), |n| n.parent())
-    }
-    /// This node and everything under it, in document order.
-    pub fn descendants(&self) -> impl Iterator<Item = Node<'a, 'i>> + 'a {
-        // Nodes are stored in document order, so a subtree is a contiguous run of ids.
-        let doc = self.doc;
-        let end = self.d.end;
-        let first = self.id;
-        (first..doc.nodes.len() as u32)
-            .map(move |i| doc.node(i))
-            .take_while(move |n| n.id == first || n.d.start < end)
     }
 }
 
