@@ -4,17 +4,15 @@
 //! `…WithNetwork`; a restarted machined is asked again. `release` reads the machine's
 //! properties and unregisters it. Real machined runs these paths in lab_hook.rs.
 
-use std::io::Write;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::sync::{Arc, Mutex};
 
-const HOOK: &str = env!("CARGO_BIN_EXE_virt-systemd-hook");
 const UUID: &str = "6c1e1a2b-7d1f-4c57-9c4e-1a2b3c4d5e6f";
 const MACHINE_PATH: &str = "/org/freedesktop/machine1/machine/web";
 
 #[path = "common/bus.rs"]
 mod bus;
-use bus::dbus_daemon;
+use bus::{dbus_daemon, spawn_hook};
 
 type Calls = Arc<Mutex<Vec<String>>>;
 
@@ -195,21 +193,12 @@ fn machined(addr: &str, calls: &Calls, leader: u32) -> zbus::blocking::Connectio
 }
 
 fn hook(dir: &std::path::Path, bus: &str, op: &str) -> String {
-    let mut c = Command::new(HOOK)
-        .args(["web", op, "begin", "-"])
-        .env("VIRT_SYSTEMD_CONFIG", dir.join("config.toml"))
-        .env("VIRT_SYSTEMD_LOG_STDERR", "1")
-        .env("DBUS_SYSTEM_BUS_ADDRESS", bus)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    c.stdin
-        .take()
-        .unwrap()
-        .write_all(format!("<domain type='qemu' id='3'><name>web</name><uuid>{UUID}</uuid><os><type>hvm</type></os><devices/></domain>").as_bytes())
-        .unwrap();
+    let c = spawn_hook(
+        &dir.join("config.toml"),
+        bus,
+        op,
+        &format!("<domain type='qemu' id='3'><name>web</name><uuid>{UUID}</uuid><os><type>hvm</type></os><devices/></domain>"),
+    );
     let out = c.wait_with_output().unwrap();
     let err = String::from_utf8_lossy(&out.stderr).into_owned();
     assert_eq!(out.status.code(), Some(0), "{op}: {err}");

@@ -3,17 +3,15 @@
 //! calls; an in-process zbus service stands in for machined only to inject the fault.
 //! Each case asserts the hook exits 0, says why in its log, and leaves the "VM" alone.
 
-use std::io::Write;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::sync::mpsc;
 use std::time::Duration;
 
-const HOOK: &str = env!("CARGO_BIN_EXE_virt-systemd-hook");
 const UUID: &str = "6c1e1a2b-7d1f-4c57-9c4e-1a2b3c4d5e6f";
 
 #[path = "common/bus.rs"]
 mod bus;
-use bus::dbus_daemon;
+use bus::{dbus_daemon, spawn_hook};
 
 /// A machined whose GetMachineByPID never answers (and tells the test it was called).
 struct Stuck(mpsc::Sender<()>);
@@ -82,21 +80,7 @@ fn domain_xml() -> String {
 /// Run the hook as libvirt would; returns (exit code, stderr) or panics if it does not
 /// finish within `limit` (a hang is the bug under test, not a slow run).
 fn hook(s: &Setup, bus: &str, op: &str, limit: Duration) -> (i32, String) {
-    let mut c = Command::new(HOOK)
-        .args(["web", op, "begin", "-"])
-        .env("VIRT_SYSTEMD_CONFIG", s.dir.path().join("config.toml"))
-        .env("VIRT_SYSTEMD_LOG_STDERR", "1")
-        .env("DBUS_SYSTEM_BUS_ADDRESS", bus)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    c.stdin
-        .take()
-        .unwrap()
-        .write_all(domain_xml().as_bytes())
-        .unwrap();
+    let c = spawn_hook(&s.dir.path().join("config.toml"), bus, op, &domain_xml());
     let (tx, rx) = mpsc::channel();
     std::thread::spawn(move || {
         let _ = tx.send(c.wait_with_output());

@@ -1,8 +1,9 @@
-//! A private `dbus-daemon` for tests that need a real bus (shared by hook_faults.rs and
-//! admin_bus.rs through `#[path]`). Killed on drop.
+//! A private `dbus-daemon` for tests that need a real bus (shared by hook_faults.rs,
+//! hook_bus.rs and admin_bus.rs through `#[path]`). Killed on drop. And the hook run as
+//! libvirt would run it against such a bus.
 #![allow(dead_code)]
 
-use std::io::{BufRead, BufReader};
+use std::io::{BufRead, BufReader, Write};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 
@@ -43,4 +44,21 @@ pub fn dbus_daemon(dir: &Path) -> Daemon {
         .read_line(&mut line)
         .unwrap();
     Daemon(c, line.trim().to_string())
+}
+
+/// Start `virt-systemd-hook web OP begin -` as libvirt would, with `config` and the bus at
+/// `bus`, logging to stderr, `xml` on its stdin (closed after).
+pub fn spawn_hook(config: &Path, bus: &str, op: &str, xml: &str) -> Child {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_virt-systemd-hook"))
+        .args(["web", op, "begin", "-"])
+        .env("VIRT_SYSTEMD_CONFIG", config)
+        .env("VIRT_SYSTEMD_LOG_STDERR", "1")
+        .env("DBUS_SYSTEM_BUS_ADDRESS", bus)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    c.stdin.take().unwrap().write_all(xml.as_bytes()).unwrap();
+    c
 }
