@@ -30,31 +30,17 @@ const HOSTNAME: &str = "full-guest";
 const CRED: &str = "hello, full guest = ok \"é\" <&>";
 
 fn domain_xml(suite: &str) -> String {
-    format!(
-        r#"<domain type='qemu'>
-  <name>{NAME}</name>
-  <uuid>{UUID}</uuid>
-  <memory unit='MiB'>1536</memory>
-  <vcpu>2</vcpu>
-  <os>
-    <type arch='x86_64' machine='q35'>hvm</type>
-    <kernel>{CT_BOOT}/vmlinuz</kernel>
-    <initrd>{CT_BOOT}/full-{suite}.cpio.zst</initrd>
-    <cmdline>console=ttyS0 panic=-1 quiet loglevel=1 systemd.show_status=0</cmdline>
-  </os>
-  <on_poweroff>destroy</on_poweroff>
-  <on_reboot>destroy</on_reboot>
-  <on_crash>destroy</on_crash>
-  <devices>
-    <serial type='file'>
-      <source path='{SERIAL}'/>
-      <target port='0'/>
-    </serial>
-    <memballoon model='none'/>
-  </devices>
-</domain>
-"#
-    )
+    lab::Domain {
+        name: NAME,
+        uuid: UUID,
+        memory_mib: 1536,
+        vcpus: 2,
+        initrd: &format!("full-{suite}.cpio.zst"),
+        cmdline: "console=ttyS0 panic=-1 quiet loglevel=1 systemd.show_status=0",
+        serial: SERIAL,
+        vhost: None,
+    }
+    .xml()
 }
 
 /// The rest of the line after `KEY ` (systemd may put terminal escapes before it).
@@ -186,7 +172,7 @@ const VHOST: &str = "/run/vsd-fullvs/vhost.sock";
 const UDS: &str = "/run/vsd-fullvs/vm.vsock";
 
 fn vsock_domain_xml() -> String {
-    vsock::Domain {
+    lab::Domain {
         name: VS_NAME,
         uuid: VS_UUID,
         memory_mib: 1536,
@@ -195,7 +181,7 @@ fn vsock_domain_xml() -> String {
         cmdline: "console=ttyS0 panic=-1 quiet loglevel=1 systemd.show_status=0 rdinit=/vsd/init \
                   systemd.mask=vsd-report.service systemd.journald.forward_to_console=1",
         serial: VS_SERIAL,
-        vhost: VHOST,
+        vhost: Some(VHOST),
     }
     .xml()
 }

@@ -23,31 +23,17 @@ const SPACED: &str = "  x,,y 'single' back\\slash 日本 ";
 const CMDLINE_EXTRA: &str = "vsdtest=1 foo=bar";
 
 fn domain_xml() -> String {
-    format!(
-        r#"<domain type='qemu'>
-  <name>{NAME}</name>
-  <uuid>{UUID}</uuid>
-  <memory unit='MiB'>128</memory>
-  <vcpu>1</vcpu>
-  <os>
-    <type arch='x86_64' machine='q35'>hvm</type>
-    <kernel>{CT_BOOT}/vmlinuz</kernel>
-    <initrd>{CT_BOOT}/proof-initrd.img</initrd>
-    <cmdline>console=ttyS0 panic=-1 quiet loglevel=1</cmdline>
-  </os>
-  <on_poweroff>destroy</on_poweroff>
-  <on_reboot>destroy</on_reboot>
-  <on_crash>destroy</on_crash>
-  <devices>
-    <serial type='file'>
-      <source path='{SERIAL}'/>
-      <target port='0'/>
-    </serial>
-    <memballoon model='none'/>
-  </devices>
-</domain>
-"#
-    )
+    lab::Domain {
+        name: NAME,
+        uuid: UUID,
+        memory_mib: 128,
+        vcpus: 1,
+        initrd: "proof-initrd.img",
+        cmdline: "console=ttyS0 panic=-1 quiet loglevel=1",
+        serial: SERIAL,
+        vhost: None,
+    }
+    .xml()
 }
 
 /// Bytes of the binary credential: every byte value, NUL and 0xff included.

@@ -44,7 +44,7 @@ const STATUS: &str = "vsd-vsock guest up, echo service on vsock port 7000";
 const BOOT: Duration = Duration::from_secs(300);
 
 fn domain_xml() -> String {
-    vsock::Domain {
+    lab::Domain {
         name: NAME,
         uuid: UUID,
         memory_mib: 256,
@@ -52,7 +52,7 @@ fn domain_xml() -> String {
         initrd: "vsock-initrd.img",
         cmdline: "console=ttyS0 panic=-1 loglevel=4",
         serial: SERIAL,
-        vhost: VHOST,
+        vhost: Some(VHOST),
     }
     .xml()
 }

@@ -563,3 +563,73 @@ fn check(argv: &[&str], out: &Output) {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// The lab tests' guest: direct kernel boot under TCG, console to a file, no balloon.
+/// With `vhost`, its vsock is the user-space backend at that socket (libvirt cannot
+/// describe it, so it goes in through `<qemu:commandline>`, with the shared memory
+/// vhost-user needs); see `vsock.rs`.
+pub struct Domain<'a> {
+    pub name: &'a str,
+    pub uuid: &'a str,
+    pub memory_mib: u32,
+    pub vcpus: u32,
+    /// File name under `CT_BOOT`.
+    pub initrd: &'a str,
+    pub cmdline: &'a str,
+    pub serial: &'a str,
+    pub vhost: Option<&'a str>,
+}
+
+impl Domain<'_> {
+    pub fn xml(&self) -> String {
+        let Domain {
+            name,
+            uuid,
+            memory_mib,
+            vcpus,
+            initrd,
+            cmdline,
+            serial,
+            vhost,
+        } = self;
+        let (ns, shared, vsock) = match vhost {
+            None => ("", "", String::new()),
+            Some(vhost) => (
+                " xmlns:qemu='http://libvirt.org/schemas/domain/qemu/1.0'",
+                "  <memoryBacking>\n    <source type='memfd'/>\n    <access mode='shared'/>\n  </memoryBacking>\n",
+                format!(
+                    "  <qemu:commandline>\n    <qemu:arg value='-chardev'/>\n    \
+                     <qemu:arg value='socket,id=vsdvsock,path={vhost}'/>\n    \
+                     <qemu:arg value='-device'/>\n    \
+                     <qemu:arg value='vhost-user-vsock-pci,chardev=vsdvsock,bus=pcie.0,addr=0x10'/>\n  \
+                     </qemu:commandline>\n"
+                ),
+            ),
+        };
+        format!(
+            r#"<domain type='qemu'{ns}>
+  <name>{name}</name>
+  <uuid>{uuid}</uuid>
+  <memory unit='MiB'>{memory_mib}</memory>
+  <vcpu>{vcpus}</vcpu>
+{shared}  <os>
+    <type arch='x86_64' machine='q35'>hvm</type>
+    <kernel>{CT_BOOT}/vmlinuz</kernel>
+    <initrd>{CT_BOOT}/{initrd}</initrd>
+    <cmdline>{cmdline}</cmdline>
+  </os>
+  <on_poweroff>destroy</on_poweroff>
+  <on_reboot>destroy</on_reboot>
+  <on_crash>destroy</on_crash>
+  <devices>
+    <serial type='file'>
+      <source path='{serial}'/>
+      <target port='0'/>
+    </serial>
+    <memballoon model='none'/>
+  </devices>
+{vsock}</domain>
+"#
+        )
+    }
+}

@@ -1,10 +1,10 @@
 //! What the lab tests that run a guest on the user-space vsock backend share
-//! (`tests/lab_vsock.rs`, `tests/lab_full.rs`): the domain, the hook and backend set-up, the
-//! failure diagnostics. The backend is QEMU's vhost-user-vsock-pci served by
+//! (`tests/lab_vsock.rs`, `tests/lab_full.rs`): the hook and backend set-up, the failure
+//! diagnostics (their domains are `lab::Domain`s with a `vhost`). The backend is QEMU's vhost-user-vsock-pci served by
 //! vhost-device-vsock, which exposes the guest's vsock as "hybrid vsock" UNIX sockets:
 //! `<uds>_PORT` for guest → host, `CONNECT PORT` on `<uds>` for host → guest.
 
-use super::{ct_bin, Lab, CT_BOOT};
+use super::{ct_bin, Lab};
 use std::path::Path;
 use std::process::Output;
 use std::time::Duration;
@@ -14,70 +14,6 @@ pub const BACKEND: &str = "/usr/local/bin/vhost-device-vsock";
 pub const GUEST_CID: u32 = 3;
 /// The listener's (and `rewrite`'s) default port.
 pub const NOTIFY_PORT: u32 = virt_systemd::DEFAULT_NOTIFY_PORT;
-
-/// A direct-kernel-boot domain whose vsock is the user-space backend at `vhost` (libvirt
-/// cannot describe it, so it goes in through `<qemu:commandline>`); shared memory, as
-/// vhost-user needs.
-pub struct Domain<'a> {
-    pub name: &'a str,
-    pub uuid: &'a str,
-    pub memory_mib: u32,
-    pub vcpus: u32,
-    pub initrd: &'a str,
-    pub cmdline: &'a str,
-    pub serial: &'a str,
-    pub vhost: &'a str,
-}
-
-impl Domain<'_> {
-    pub fn xml(&self) -> String {
-        let Domain {
-            name,
-            uuid,
-            memory_mib,
-            vcpus,
-            initrd,
-            cmdline,
-            serial,
-            vhost,
-        } = self;
-        format!(
-            r#"<domain type='qemu' xmlns:qemu='http://libvirt.org/schemas/domain/qemu/1.0'>
-  <name>{name}</name>
-  <uuid>{uuid}</uuid>
-  <memory unit='MiB'>{memory_mib}</memory>
-  <vcpu>{vcpus}</vcpu>
-  <memoryBacking>
-    <source type='memfd'/>
-    <access mode='shared'/>
-  </memoryBacking>
-  <os>
-    <type arch='x86_64' machine='q35'>hvm</type>
-    <kernel>{CT_BOOT}/vmlinuz</kernel>
-    <initrd>{CT_BOOT}/{initrd}</initrd>
-    <cmdline>{cmdline}</cmdline>
-  </os>
-  <on_poweroff>destroy</on_poweroff>
-  <on_reboot>destroy</on_reboot>
-  <on_crash>destroy</on_crash>
-  <devices>
-    <serial type='file'>
-      <source path='{serial}'/>
-      <target port='0'/>
-    </serial>
-    <memballoon model='none'/>
-  </devices>
-  <qemu:commandline>
-    <qemu:arg value='-chardev'/>
-    <qemu:arg value='socket,id=vsdvsock,path={vhost}'/>
-    <qemu:arg value='-device'/>
-    <qemu:arg value='vhost-user-vsock-pci,chardev=vsdvsock,bus=pcie.0,addr=0x10'/>
-  </qemu:commandline>
-</domain>
-"#
-        )
-    }
-}
 
 pub fn text(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
