@@ -23,28 +23,17 @@ const HOOK_LINK: &str = "/etc/libvirt/hooks/qemu.d/50-virt-systemd";
 const LONG: Duration = Duration::from_secs(90);
 
 fn xml(name: &str, uuid: &str) -> String {
-    format!(
-        "<domain type='qemu'>
-  <name>{name}</name>
-  <uuid>{uuid}</uuid>
-  <memory unit='MiB'>128</memory>
-  <vcpu>1</vcpu>
-  <os>
-    <type arch='x86_64' machine='q35'>hvm</type>
-    <kernel>/var/lib/libvirt/boot/vmlinuz</kernel>
-    <initrd>/var/lib/libvirt/boot/tiny-initrd.img</initrd>
-    <cmdline>console=ttyS0 panic=-1 loglevel=4</cmdline>
-  </os>
-  <on_poweroff>destroy</on_poweroff>
-  <on_reboot>destroy</on_reboot>
-  <on_crash>destroy</on_crash>
-  <devices>
-    <serial type='file'><source path='/var/log/libvirt/qemu/{name}-serial.log'/><target port='0'/></serial>
-    <memballoon model='none'/>
-  </devices>
-</domain>
-"
-    )
+    lab::Domain {
+        name,
+        uuid,
+        memory_mib: 128,
+        vcpus: 1,
+        initrd: "tiny-initrd.img",
+        cmdline: "console=ttyS0 panic=-1 loglevel=4",
+        serial: &format!("/var/log/libvirt/qemu/{name}-serial.log"),
+        vhost: None,
+    }
+    .xml()
 }
 
 /// `virt-systemd ARGS` in the container (no -c: libvirt's default URI, qemu:///system).

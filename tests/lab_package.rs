@@ -10,7 +10,7 @@
 #[path = "lab/mod.rs"]
 mod lab;
 
-use lab::{Lab, CT_BOOT};
+use lab::Lab;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
@@ -63,28 +63,17 @@ fn manifest_paths() -> Vec<(String, String)> {
 }
 
 fn domain_xml() -> String {
-    format!(
-        "<domain type='qemu'>
-  <name>{NAME}</name>
-  <uuid>{UUID}</uuid>
-  <memory unit='MiB'>128</memory>
-  <vcpu>1</vcpu>
-  <os>
-    <type arch='x86_64' machine='q35'>hvm</type>
-    <kernel>{CT_BOOT}/vmlinuz</kernel>
-    <initrd>{CT_BOOT}/tiny-initrd.img</initrd>
-    <cmdline>console=ttyS0 panic=-1 loglevel=4</cmdline>
-  </os>
-  <on_poweroff>destroy</on_poweroff>
-  <on_reboot>destroy</on_reboot>
-  <on_crash>destroy</on_crash>
-  <devices>
-    <serial type='file'><source path='/var/log/libvirt/qemu/{NAME}-serial.log'/><target port='0'/></serial>
-    <memballoon model='none'/>
-  </devices>
-</domain>
-"
-    )
+    lab::Domain {
+        name: NAME,
+        uuid: UUID,
+        memory_mib: 128,
+        vcpus: 1,
+        initrd: "tiny-initrd.img",
+        cmdline: "console=ttyS0 panic=-1 loglevel=4",
+        serial: &format!("/var/log/libvirt/qemu/{NAME}-serial.log"),
+        vhost: None,
+    }
+    .xml()
 }
 
 fn machine_prop(lab: &Lab, prop: &str) -> Option<String> {
