@@ -99,6 +99,10 @@ pub trait Bus {
     fn register(&self, r: &Registration, how: How) -> BusResult<Api>;
     /// `Ok(false)`: there was no such machine.
     fn unregister(&self, name: &str) -> BusResult<bool>;
+    /// Wait a little before asking again (the `attempt`th time), for machined to catch up.
+    fn pause(&self, attempt: u32) {
+        std::thread::sleep(Duration::from_micros(500 << attempt.min(5)));
+    }
 }
 
 /// Machine name for a domain: machined's `hostname_is_valid` rules (LDH labels separated by

@@ -70,6 +70,9 @@ pub fn register(
             }
             // Take libvirt's place in the same scope: unregistering kills nothing.
             bus.unregister(&m.name)?;
+            if let Some(other) = forgotten(bus, &m.name, Some(t.leader))? {
+                return Ok(Outcome::ForeignMachine(other));
+            }
             st.replaced_libvirt = Some(m.name.clone());
             save(st);
             replaced = Some(m.name);
@@ -102,6 +105,8 @@ pub fn register(
                     return Ok(Outcome::AlreadyRegistered(candidate));
                 }
                 bus.unregister(&candidate)?;
+                // By name, nothing else can hold it.
+                forgotten(bus, &candidate, None)?;
                 name = Some(candidate);
                 break;
             }
@@ -138,6 +143,35 @@ pub fn register(
     })
 }
 
+/// How often to ask whether machined has forgotten a machine (pauses of 0.5 ms doubling up
+/// to 16 ms: about a second in all; the event's D-Bus deadline may end it sooner).
+const FORGET_ATTEMPTS: u32 = 70;
+
+/// Return once machined has forgotten the machine `gone` we just unregistered. It drops an
+/// unregistered machine at its next garbage collection, after the reply; until then the
+/// machine still holds its name, leader and unit, a registration that collides with them
+/// fails — and machined then stops the unit it was given, which is the VM's scope (seen in
+/// the lab: five domains started at once, two of them killed that way). `leader`: ask by
+/// the PID the machine held, else by its name. `Some(name)`: another machine has taken
+/// that PID meanwhile.
+fn forgotten(bus: &dyn Bus, gone: &str, leader: Option<u32>) -> Result<Option<String>, BusError> {
+    for attempt in 0..FORGET_ATTEMPTS {
+        let holder = match leader {
+            Some(pid) => bus.machine_by_pid(pid)?.map(|m| m.name),
+            None => bus.machine(gone)?.map(|m| m.name),
+        };
+        match holder {
+            None => return Ok(None),
+            Some(n) if n != gone => return Ok(Some(n)),
+            Some(_) => bus.pause(attempt),
+        }
+    }
+    Err(BusError::Other {
+        method: "UnregisterMachine",
+        msg: format!("machined still holds machine {gone} after unregistering it"),
+    })
+}
+
 /// `stopped`/`release`: unregister what we registered. `Ok(false)` when there was nothing.
 pub fn unregister(bus: &dyn Bus, st: &mut DomainState) -> Result<bool, BusError> {
     let Some(name) = st.machine.clone() else {
@@ -167,17 +201,28 @@ mod tests {
         calls: RefCell<Vec<String>>,
         /// `machine(name)` fails (a bus error).
         name_fails: bool,
+        /// As machined: an unregistered machine stays (holding its name and leader) until
+        /// garbage collection, here after this many pauses.
+        gc_lag: u32,
+        limbo: RefCell<Vec<(MachineInfo, u32)>>,
+    }
+
+    impl Script {
+        /// Registered machines and those awaiting collection.
+        fn known(&self) -> Vec<MachineInfo> {
+            let limbo = self.limbo.borrow();
+            let m = self.machines.borrow();
+            m.iter()
+                .cloned()
+                .chain(limbo.iter().map(|l| l.0.clone()))
+                .collect()
+        }
     }
 
     impl Bus for Script {
         fn machine_by_pid(&self, pid: u32) -> Result<Option<MachineInfo>, BusError> {
             self.calls.borrow_mut().push(format!("by_pid {pid}"));
-            Ok(self
-                .machines
-                .borrow()
-                .iter()
-                .find(|m| m.leader == pid)
-                .cloned())
+            Ok(self.known().into_iter().find(|m| m.leader == pid))
         }
         fn machine(&self, name: &str) -> Result<Option<MachineInfo>, BusError> {
             self.calls.borrow_mut().push(format!("machine {name}"));
@@ -187,17 +232,30 @@ mod tests {
                     msg: "bus gone".into(),
                 });
             }
-            Ok(self
-                .machines
-                .borrow()
-                .iter()
-                .find(|m| m.name == name)
-                .cloned())
+            Ok(self.known().into_iter().find(|m| m.name == name))
+        }
+        fn pause(&self, _attempt: u32) {
+            self.calls.borrow_mut().push("pause".into());
+            let mut limbo = self.limbo.borrow_mut();
+            limbo.iter_mut().for_each(|l| l.1 -= 1);
+            limbo.retain(|l| l.1 > 0);
         }
         fn register(&self, r: &Registration, how: How) -> Result<machined::Api, BusError> {
             self.calls
                 .borrow_mut()
                 .push(format!("register {} {how:?}", r.name));
+            // machined refuses a name or leader it still holds (and stops the unit).
+            if self
+                .known()
+                .iter()
+                .any(|m| m.name == r.name || m.leader == r.leader)
+            {
+                return Err(BusError::Method {
+                    method: "RegisterMachineWithNetwork",
+                    name: "org.freedesktop.DBus.Error.FileExists".into(),
+                    msg: "File exists".into(),
+                });
+            }
             self.machines.borrow_mut().push(MachineInfo {
                 name: r.name.clone(),
                 id: r.id.clone(),
@@ -211,9 +269,14 @@ mod tests {
         fn unregister(&self, name: &str) -> Result<bool, BusError> {
             self.calls.borrow_mut().push(format!("unregister {name}"));
             let mut m = self.machines.borrow_mut();
-            let before = m.len();
-            m.retain(|x| x.name != name);
-            Ok(m.len() != before)
+            let Some(i) = m.iter().position(|x| x.name == name) else {
+                return Ok(false);
+            };
+            let gone = m.remove(i);
+            if self.gc_lag > 0 {
+                self.limbo.borrow_mut().push((gone, self.gc_lag));
+            }
+            Ok(true)
         }
     }
 
@@ -287,6 +350,7 @@ mod tests {
                 "by_pid 100",
                 "machine web-01",
                 "unregister qemu-1-web_01",
+                "by_pid 100",
                 "register web-01 Register"
             ]
         );
@@ -402,10 +466,94 @@ mod tests {
                 "by_pid 100",
                 "machine web-01",
                 "unregister web-01",
+                "by_pid 100",
                 "machine web-01",
                 "register web-01 Register"
             ]
         );
+    }
+
+    #[test]
+    fn registers_only_once_machined_has_forgotten_what_was_unregistered() {
+        // libvirt's machine, unregistered, lingers for two pauses: registering before it
+        // is gone would fail and cost the VM its scope.
+        let bus = Script {
+            gc_lag: 2,
+            ..Default::default()
+        };
+        bus.machines.borrow_mut().push(machine(
+            "qemu-1-web_01",
+            &[1; 16],
+            machined::LIBVIRT_SERVICE,
+            100,
+        ));
+        let (o, _) = run(&bus, &Config::default(), "machine-qemu\\x2d1.scope");
+        assert!(matches!(o, Outcome::Registered { .. }), "{o:?}");
+        assert_eq!(
+            *bus.calls.borrow(),
+            vec![
+                "by_pid 100",
+                "machine web-01",
+                "unregister qemu-1-web_01",
+                "by_pid 100",
+                "pause",
+                "by_pid 100",
+                "pause",
+                "by_pid 100",
+                "register web-01 Register"
+            ]
+        );
+        // Our own stale machine (another leader) is waited for by name.
+        let id = uuid::Uuid::parse_str(U).unwrap().as_bytes().to_vec();
+        let bus = Script {
+            gc_lag: 1,
+            ..Default::default()
+        };
+        bus.machines
+            .borrow_mut()
+            .push(machine("web-01", &id, machined::SERVICE, 55));
+        let (o, _) = run(&bus, &Config::default(), "x.scope");
+        assert!(matches!(o, Outcome::Registered { .. }), "{o:?}");
+        let calls = bus.calls.borrow();
+        assert_eq!(
+            calls[2..],
+            [
+                "unregister web-01",
+                "machine web-01",
+                "pause",
+                "machine web-01",
+                "register web-01 Register"
+            ]
+        );
+    }
+
+    #[test]
+    fn gives_up_when_machined_never_forgets() {
+        let bus = Script {
+            gc_lag: u32::MAX,
+            ..Default::default()
+        };
+        bus.machines.borrow_mut().push(machine(
+            "qemu-1-web_01",
+            &[1; 16],
+            machined::LIBVIRT_SERVICE,
+            100,
+        ));
+        let t = Target {
+            domain: "web_01",
+            uuid: uuid::Uuid::parse_str(U).unwrap(),
+            leader: 100,
+            unit: Some("machine-qemu\\x2d1.scope".into()),
+            ifindices: vec![],
+            vsock_cid: None,
+        };
+        let mut st = DomainState::default();
+        let e = register(&bus, &Config::default(), &t, &mut st, &mut |_| {}).unwrap_err();
+        assert!(
+            e.to_string().contains("still holds machine qemu-1-web_01"),
+            "{e}"
+        );
+        assert!(!bus.calls.borrow().iter().any(|c| c.starts_with("register")));
     }
 
     #[test]
