@@ -6,7 +6,7 @@
 pub mod cli;
 pub mod config;
 pub mod credential;
-pub mod dbus_hello;
+pub mod dbus_wire;
 pub mod domain;
 pub mod error;
 pub mod fsutil;

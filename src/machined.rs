@@ -4,14 +4,14 @@
 //! `…WithNetwork` on `UnknownMethod`. Never `TerminateMachine` (it stops the unit, which can
 //! be libvirtd itself); `UnregisterMachine` kills nothing.
 
+use crate::dbus_wire::{Wire, WireError};
 use std::cell::RefCell;
 use std::collections::HashMap;
-use std::future::Future;
 use std::os::unix::net::UnixStream;
 use std::path::PathBuf;
-use std::task::Poll;
-use std::time::Duration;
-use zbus::zvariant::{ObjectPath, OwnedObjectPath, OwnedValue};
+use std::time::{Duration, Instant};
+use zbus::zvariant::{OwnedObjectPath, OwnedValue};
+use zbus::Message;
 
 pub const SERVICE: &str = "virt-systemd";
 pub const LIBVIRT_SERVICE: &str = "libvirt-qemu";
@@ -24,6 +24,9 @@ const MACHINE: &str = "org.freedesktop.machine1.Machine";
 pub enum BusError {
     #[error("cannot reach the system bus: {0}")]
     Connect(String),
+    /// No answer by the event's deadline.
+    #[error("machined did not answer within {ms} ms ({method})")]
+    Timeout { method: &'static str, ms: u128 },
     #[error("{method}: {name}: {msg}")]
     Method {
         method: &'static str,
@@ -35,6 +38,10 @@ pub enum BusError {
 }
 
 impl BusError {
+    pub fn is_timeout(&self) -> bool {
+        matches!(self, BusError::Timeout { .. })
+    }
+
     pub fn is(&self, error_name: &str) -> bool {
         matches!(self, BusError::Method { name, .. } if name == error_name)
     }
@@ -91,7 +98,7 @@ pub enum Api {
 pub trait Bus {
     fn machine_by_pid(&self, pid: u32) -> BusResult<Option<MachineInfo>>;
     fn machine(&self, name: &str) -> BusResult<Option<MachineInfo>>;
-    /// `machine_by_pid(pid)` and `machine(name)` together (the zbus adapter asks both in one
+    /// `machine_by_pid(pid)` and `machine(name)` together (the D-Bus adapter asks both in one
     /// round trip); the second answer matters only when the first is `Ok(None)`.
     fn machine_by_pid_and_name(&self, pid: u32, name: &str) -> Lookups {
         (self.machine_by_pid(pid), self.machine(name))
@@ -166,115 +173,53 @@ pub fn unit_of_cgroup(cgroup: &str) -> Option<String> {
         })
 }
 
-/// The zbus adapter on the system bus (or `DBUS_SYSTEM_BUS_ADDRESS`).
-///
-/// Built for a short-lived process: no proxies (they would add match rules and fetch
-/// properties), zbus's executor ticked on the calling thread instead of a thread of its own,
-/// the socket connected here rather than on a helper thread, lookups sent together and
-/// answered in one round trip, and a machine's properties read with one `GetAll`.
+/// The adapter on the system bus (or `DBUS_SYSTEM_BUS_ADDRESS`), over `dbus_wire`: one
+/// thread, no proxies (they would add match rules and fetch properties), the lookups sent
+/// together with the handshake, a machine's properties read with one `GetAll`.
 pub struct Machined {
-    conn: zbus::Connection,
+    wire: RefCell<Wire>,
+    timeout: Duration,
     /// machined's unique bus name, from the sender of its latest reply.
     peer: RefCell<Option<String>>,
     /// Where to remember which `…Ex` methods this machined lacks (see `register`).
     api_cache: Option<PathBuf>,
 }
 
-fn other(method: &'static str) -> impl Fn(zbus::Error) -> BusError {
-    move |e| match e {
-        zbus::Error::MethodError(name, msg, _) => BusError::Method {
-            method,
-            name: name.to_string(),
-            msg: msg.unwrap_or_default(),
-        },
-        e => BusError::Other {
-            method,
-            msg: e.to_string(),
-        },
-    }
-}
+/// A lookup on its way: (method, serial, the error that means "none").
+type Sent = (&'static str, BusResult<u32>, &'static str);
 
 const SYSTEM_BUS: &str = "unix:path=/var/run/dbus/system_bus_socket";
 
-/// A connected socket for a `unix:path=`/`unix:abstract=` address; `None` for any other
-/// address (zbus connects those itself).
-fn unix_socket(address: &str) -> Option<std::io::Result<UnixStream>> {
+/// A connected socket for a `unix:path=`/`unix:abstract=` address (the system bus is one).
+fn unix_socket(address: &str) -> std::io::Result<UnixStream> {
     use std::os::linux::net::SocketAddrExt;
     use zbus::address::transport::{Transport, UnixSocket};
-    let a = zbus::Address::try_from(address).ok()?;
+    let unsupported = || std::io::Error::other("not a unix:path= or unix:abstract= address");
+    let a = zbus::Address::try_from(address).map_err(std::io::Error::other)?;
     let Transport::Unix(u) = a.transport() else {
-        return None;
+        return Err(unsupported());
     };
-    Some(match u.path() {
+    match u.path() {
         UnixSocket::File(p) => UnixStream::connect(p),
         UnixSocket::Abstract(n) => {
             std::os::unix::net::SocketAddr::from_abstract_name(n.as_encoded_bytes())
                 .and_then(|a| UnixStream::connect_addr(&a))
         }
-        _ => return None,
-    })
-}
-
-/// Poll two futures together (both requests go out before either reply is awaited).
-async fn both<A: Future, B: Future>(a: A, b: B) -> (A::Output, B::Output) {
-    let (mut a, mut b) = (std::pin::pin!(a), std::pin::pin!(b));
-    let (mut ra, mut rb) = (None, None);
-    std::future::poll_fn(|cx| {
-        if ra.is_none() {
-            if let Poll::Ready(v) = a.as_mut().poll(cx) {
-                ra = Some(v);
-            }
-        }
-        if rb.is_none() {
-            if let Poll::Ready(v) = b.as_mut().poll(cx) {
-                rb = Some(v);
-            }
-        }
-        match (ra.take(), rb.take()) {
-            (Some(x), Some(y)) => Poll::Ready((x, y)),
-            (x, y) => {
-                (ra, rb) = (x, y);
-                Poll::Pending
-            }
-        }
-    })
-    .await
+        _ => Err(unsupported()),
+    }
 }
 
 impl Machined {
+    /// Connect to the bus; every later wait ends by `timeout` from now.
     pub fn connect(timeout: Duration) -> BusResult<Machined> {
-        let connect = |e: &dyn std::fmt::Display| BusError::Connect(e.to_string());
         let address =
             std::env::var("DBUS_SYSTEM_BUS_ADDRESS").unwrap_or_else(|_| SYSTEM_BUS.to_string());
-        let b = match unix_socket(&address) {
-            // Our one-write handshake; on anything unexpected, zbus's own on a new socket.
-            Some(Ok(s)) => match crate::dbus_hello::handshake(s)
-                .and_then(|(s, guid)| Ok((async_io::Async::new(s)?, guid)))
-                .map_err(|e| e.to_string())
-                .and_then(|(s, guid)| {
-                    let guid = zbus::Guid::try_from(guid).map_err(|e| e.to_string())?;
-                    zbus::connection::Builder::authenticated_socket(s, guid)
-                        .map_err(|e| e.to_string())
-                }) {
-                Ok(b) => b,
-                Err(e) => {
-                    tracing::debug!("pipelined D-Bus handshake failed ({e}); using zbus's");
-                    match unix_socket(&address) {
-                        Some(Ok(s)) => zbus::connection::Builder::async_io_unix_stream(s),
-                        Some(Err(e)) => return Err(connect(&format!("{address}: {e}"))),
-                        None => unreachable!("the address was a unix socket a moment ago"),
-                    }
-                }
-            },
-            Some(Err(e)) => return Err(connect(&format!("{address}: {e}"))),
-            None => {
-                zbus::connection::Builder::address(address.as_str()).map_err(|e| connect(&e))?
-            }
-        };
-        let conn = zbus::block_on(b.method_timeout(timeout).internal_executor(false).build())
-            .map_err(|e| connect(&e))?;
+        let connect = |e: &dyn std::fmt::Display| BusError::Connect(format!("{address}: {e}"));
+        let sock = unix_socket(&address).map_err(|e| connect(&e))?;
+        let wire = Wire::new(sock, Instant::now() + timeout).map_err(|e| connect(&e))?;
         Ok(Machined {
-            conn,
+            wire: RefCell::new(wire),
+            timeout,
             peer: RefCell::new(None),
             api_cache: None,
         })
@@ -287,136 +232,110 @@ impl Machined {
         self
     }
 
-    /// Run `f` to completion on this thread, ticking zbus's executor (its socket reader)
-    /// while `f` waits.
-    fn run<T>(&self, f: impl Future<Output = T>) -> T {
-        let ex = self.conn.executor();
-        zbus::block_on(async {
-            let mut f = std::pin::pin!(f);
-            loop {
-                let mut tick = std::pin::pin!(ex.tick());
-                let done = std::future::poll_fn(|cx| match f.as_mut().poll(cx) {
-                    Poll::Ready(v) => Poll::Ready(Some(v)),
-                    Poll::Pending => tick.as_mut().poll(cx).map(|()| None),
-                })
-                .await;
-                if let Some(v) = done {
-                    return v;
-                }
-            }
-        })
-    }
-
-    fn note_sender(&self, m: &zbus::Message) {
-        if let Some(s) = m.header().sender() {
-            if s.starts_with(':') {
-                *self.peer.borrow_mut() = Some(s.to_string());
-            }
+    /// A failure of the connection itself, as the hook's errors.
+    fn wire_error(&self, method: &'static str, e: WireError) -> BusError {
+        match e {
+            WireError::Timeout => BusError::Timeout {
+                method,
+                ms: self.timeout.as_millis(),
+            },
+            // Before the bus answered AUTH, nothing reached machined.
+            e if self.wire.borrow().guid().is_none() => BusError::Connect(e.to_string()),
+            e => BusError::Other {
+                method,
+                msg: e.to_string(),
+            },
         }
     }
 
-    async fn call<B>(
-        &self,
-        path: ObjectPath<'_>,
-        interface: &str,
-        method: &'static str,
-        body: &B,
-    ) -> BusResult<zbus::Message>
+    /// Queue a call to machined; it goes out with the next `answer`.
+    fn send<B>(&self, path: &str, interface: &str, method: &'static str, body: &B) -> BusResult<u32>
     where
         B: serde::Serialize + zbus::zvariant::DynamicType,
     {
-        match self
-            .conn
-            .call_method(Some(DEST), path, Some(interface), method, body)
-            .await
-        {
-            Ok(m) => {
-                self.note_sender(&m);
-                Ok(m)
-            }
-            Err(e) => {
-                if let zbus::Error::MethodError(_, _, m) = &e {
-                    self.note_sender(m);
-                }
-                Err(other(method)(e))
-            }
-        }
+        let queued = self
+            .wire
+            .borrow_mut()
+            .queue(path, interface, method, DEST, body);
+        queued.map_err(|e| self.wire_error(method, e))
     }
 
-    async fn manager<B, R>(&self, method: &'static str, body: &B) -> BusResult<R>
+    /// The answer to call `serial`: its return message, or its error as `BusError::Method`.
+    fn answer(&self, method: &'static str, serial: u32) -> BusResult<Message> {
+        let r = self.wire.borrow_mut().reply(serial);
+        let m = r.map_err(|e| self.wire_error(method, e))?;
+        let h = m.header();
+        if let Some(s) = h.sender().filter(|s| s.starts_with(':')) {
+            *self.peer.borrow_mut() = Some(s.to_string());
+        }
+        if m.message_type() == zbus::message::Type::Error {
+            let name = h.error_name().map(|n| n.to_string()).unwrap_or_default();
+            // By convention the first argument of an error is its message.
+            let msg = match h.signature().to_string().starts_with('s') {
+                true => m.body().deserialize::<(String,)>().map(|t| t.0).ok(),
+                false => None,
+            };
+            return Err(BusError::Method {
+                method,
+                name,
+                msg: msg.unwrap_or_default(),
+            });
+        }
+        Ok(m)
+    }
+
+    fn manager<B, R>(&self, method: &'static str, body: &B) -> BusResult<R>
     where
         B: serde::Serialize + zbus::zvariant::DynamicType,
         R: for<'d> serde::Deserialize<'d> + zbus::zvariant::Type,
     {
-        self.call(
-            ObjectPath::from_static_str_unchecked(PATH),
-            MANAGER,
-            method,
-            body,
-        )
-        .await?
-        .body()
-        .deserialize()
-        .map_err(|e| other(method)(e))
+        let serial = self.send(PATH, MANAGER, method, body)?;
+        decode(method, &self.answer(method, serial)?)
     }
 
-    /// All of a machine's properties in one `GetAll`.
-    async fn info(&self, path: OwnedObjectPath) -> BusResult<MachineInfo> {
-        const GET_ALL: &str = "GetAll";
-        let mut props: HashMap<String, OwnedValue> = self
-            .call(
-                path.as_ref(),
-                "org.freedesktop.DBus.Properties",
-                GET_ALL,
-                &(MACHINE,),
-            )
-            .await?
-            .body()
-            .deserialize()
-            .map_err(other(GET_ALL))?;
-        fn take<T: TryFrom<OwnedValue>>(
-            props: &mut HashMap<String, OwnedValue>,
-            key: &str,
-        ) -> BusResult<T> {
-            props
-                .remove(key)
-                .and_then(|v| T::try_from(v).ok())
-                .ok_or_else(|| BusError::Other {
-                    method: GET_ALL,
-                    msg: format!("machine property {key} missing or of another type"),
-                })
-        }
-        Ok(MachineInfo {
-            name: take(&mut props, "Name")?,
-            id: take(&mut props, "Id")?,
-            service: take(&mut props, "Service")?,
-            class: take(&mut props, "Class")?,
-            leader: take(&mut props, "Leader")?,
-            unit: take(&mut props, "Unit")?,
+    /// Machines for lookups already sent (method, serial, the error that means "none"):
+    /// their answers, then `GetAll` for each machine found, those sent together too.
+    fn machines<const N: usize>(&self, sent: [Sent; N]) -> [BusResult<Option<MachineInfo>>; N] {
+        let paths = sent.map(|(method, serial, none)| {
+            match serial
+                .and_then(|s| self.answer(method, s))
+                .and_then(|m| decode::<OwnedObjectPath>(method, &m))
+            {
+                Ok(p) => Ok(Some(p)),
+                Err(e) if e.is(none) => Ok(None),
+                Err(e) => Err(e),
+            }
+        });
+        let asked = paths.map(|p| {
+            p.and_then(|p| {
+                p.map(|p| self.send(p.as_str(), PROPERTIES, GET_ALL, &(MACHINE,)))
+                    .transpose()
+            })
+        });
+        asked.map(|serial| {
+            serial.and_then(|s| {
+                s.map(|s| self.answer(GET_ALL, s).and_then(|m| info(&m)))
+                    .transpose()
+            })
         })
     }
 
-    async fn lookup<B>(
-        &self,
-        method: &'static str,
-        body: &B,
-        none: &str,
-    ) -> BusResult<Option<MachineInfo>>
-    where
-        B: serde::Serialize + zbus::zvariant::DynamicType,
-    {
-        match self.manager::<_, OwnedObjectPath>(method, body).await {
-            Ok(path) => self.info(path).await.map(Some),
-            Err(e) if e.is(none) => Ok(None),
-            Err(e) => Err(e),
-        }
+    fn by_pid(&self, pid: u32) -> Sent {
+        const M: &str = "GetMachineByPID";
+        (M, self.send(PATH, MANAGER, M, &(pid,)), NO_MACHINE_FOR_PID)
+    }
+
+    fn by_name(&self, name: &str) -> Sent {
+        const M: &str = "GetMachine";
+        (M, self.send(PATH, MANAGER, M, &(name,)), NO_SUCH_MACHINE)
     }
 
     /// `(bus GUID, machined's unique name)`: names one machined process for as long as
     /// the bus runs (unique names are never reused on a bus).
     fn instance(&self) -> Option<String> {
         let peer = self.peer.borrow().clone()?;
-        Some(format!("{} {peer}", self.conn.server_guid()))
+        let guid = self.wire.borrow().guid()?.to_string();
+        Some(format!("{guid} {peer}"))
     }
 
     /// The cache: first line the instance, then one method name per line.
@@ -451,24 +370,62 @@ impl Machined {
     }
 }
 
+const PROPERTIES: &str = "org.freedesktop.DBus.Properties";
+const GET_ALL: &str = "GetAll";
+
+fn decode<R>(method: &'static str, m: &Message) -> BusResult<R>
+where
+    R: for<'d> serde::Deserialize<'d> + zbus::zvariant::Type,
+{
+    m.body().deserialize().map_err(|e| BusError::Other {
+        method,
+        msg: e.to_string(),
+    })
+}
+
+/// A machine from its `GetAll` answer.
+fn info(m: &Message) -> BusResult<MachineInfo> {
+    let mut props: HashMap<String, OwnedValue> = decode(GET_ALL, m)?;
+    fn take<T: TryFrom<OwnedValue>>(
+        props: &mut HashMap<String, OwnedValue>,
+        key: &str,
+    ) -> BusResult<T> {
+        props
+            .remove(key)
+            .and_then(|v| T::try_from(v).ok())
+            .ok_or_else(|| BusError::Other {
+                method: GET_ALL,
+                msg: format!("machine property {key} missing or of another type"),
+            })
+    }
+    Ok(MachineInfo {
+        name: take(&mut props, "Name")?,
+        id: take(&mut props, "Id")?,
+        service: take(&mut props, "Service")?,
+        class: take(&mut props, "Class")?,
+        leader: take(&mut props, "Leader")?,
+        unit: take(&mut props, "Unit")?,
+    })
+}
+
 const UNKNOWN_METHOD: &str = "org.freedesktop.DBus.Error.UnknownMethod";
 pub const NO_SUCH_MACHINE: &str = "org.freedesktop.machine1.NoSuchMachine";
 pub const NO_MACHINE_FOR_PID: &str = "org.freedesktop.machine1.NoMachineForPID";
 
 impl Bus for Machined {
     fn machine_by_pid(&self, pid: u32) -> BusResult<Option<MachineInfo>> {
-        self.run(self.lookup("GetMachineByPID", &(pid,), NO_MACHINE_FOR_PID))
+        let [m] = self.machines([self.by_pid(pid)]);
+        m
     }
 
     fn machine(&self, name: &str) -> BusResult<Option<MachineInfo>> {
-        self.run(self.lookup("GetMachine", &(name,), NO_SUCH_MACHINE))
+        let [m] = self.machines([self.by_name(name)]);
+        m
     }
 
     fn machine_by_pid_and_name(&self, pid: u32, name: &str) -> Lookups {
-        self.run(both(
-            self.lookup("GetMachineByPID", &(pid,), NO_MACHINE_FOR_PID),
-            self.lookup("GetMachine", &(name,), NO_SUCH_MACHINE),
-        ))
+        let [p, n] = self.machines([self.by_pid(pid), self.by_name(name)]);
+        (p, n)
     }
 
     fn register(&self, r: &Registration, how: How) -> BusResult<Api> {
@@ -511,16 +468,12 @@ impl Bus for Machined {
                 props.push(("VSockCID", Value::from(cid)));
                 props.push(("SSHAddress", Value::from(format!("vsock/{cid}"))));
             }
-            let res =
-                match how {
-                    How::Register => {
-                        self.run(self.manager::<_, OwnedObjectPath>(ex, &(r.name.as_str(), props)))
-                    }
-                    How::Create => self.run(self.manager::<_, OwnedObjectPath>(
-                        ex,
-                        &(r.name.as_str(), props, scope.clone()),
-                    )),
-                };
+            let res = match how {
+                How::Register => self.manager::<_, OwnedObjectPath>(ex, &(r.name.as_str(), props)),
+                How::Create => {
+                    self.manager::<_, OwnedObjectPath>(ex, &(r.name.as_str(), props, scope.clone()))
+                }
+            };
             match res {
                 Ok(_) => return Ok(Api::Ex),
                 Err(e) if e.is(UNKNOWN_METHOD) => self.remember_lacks(ex),
@@ -528,7 +481,7 @@ impl Bus for Machined {
             }
         }
         match how {
-            How::Register => self.run(self.manager::<_, OwnedObjectPath>(
+            How::Register => self.manager::<_, OwnedObjectPath>(
                 "RegisterMachineWithNetwork",
                 &(
                     r.name.as_str(),
@@ -539,8 +492,8 @@ impl Bus for Machined {
                     "",
                     r.ifindices.clone(),
                 ),
-            ))?,
-            How::Create => self.run(self.manager::<_, OwnedObjectPath>(
+            )?,
+            How::Create => self.manager::<_, OwnedObjectPath>(
                 "CreateMachineWithNetwork",
                 &(
                     r.name.as_str(),
@@ -552,13 +505,13 @@ impl Bus for Machined {
                     r.ifindices.clone(),
                     scope,
                 ),
-            ))?,
+            )?,
         };
         Ok(Api::WithNetwork)
     }
 
     fn unregister(&self, name: &str) -> BusResult<bool> {
-        match self.run(self.manager::<_, ()>("UnregisterMachine", &(name,))) {
+        match self.manager::<_, ()>("UnregisterMachine", &(name,)) {
             Ok(()) => Ok(true),
             Err(e) if e.is(NO_SUCH_MACHINE) => Ok(false),
             Err(e) => Err(e),

@@ -55,6 +55,10 @@ pub fn run(argv: &[String], stdin: &[u8], cfg: &Config, paths: &Paths) -> i32 {
         "prepare" | "start" | "started" | "stopped" | "release" | "reconnect" => {}
         _ => return 0,
     }
+    let registers =
+        matches!(op.as_str(), "started" | "reconnect") && cfg.machined.register != Register::Never;
+    let _backstop = (registers || matches!(op.as_str(), "stopped" | "release"))
+        .then(|| backstop(name, op, cfg));
     let xml = match domain::decode(stdin).and_then(DomainXml::parse) {
         Ok(d) => d,
         Err(e) => {
@@ -98,26 +102,15 @@ pub fn run(argv: &[String], stdin: &[u8], cfg: &Config, paths: &Paths) -> i32 {
             0
         }
         ("started", _) | ("reconnect", _) => {
-            if cfg.machined.register == Register::Never {
+            if !registers {
                 return 0;
             }
             let notify = crate::metadata::read(&xml).ok().flatten().map(|r| r.notify);
-            let (n, o, ms) = (name.clone(), op.clone(), cfg.machined.timeout_ms);
-            let _deadline = deadline(timeout(cfg), move || {
-                warn!(domain = %n, op = %o, message_id = MSG_TIMEOUT,
-                      "machined did not answer within {ms} ms; VM left alone");
-            });
             started(op, &facts, notify, uuid, cfg, paths, &store);
             0
         }
         ("stopped", _) | ("release", _) => {
-            let t = timeout(cfg);
-            let (n, o, ms) = (name.clone(), op.clone(), cfg.machined.timeout_ms);
-            let _deadline = deadline(t, move || {
-                warn!(domain = %n, op = %o, message_id = MSG_TIMEOUT,
-                      "machined did not answer within {ms} ms");
-            });
-            stopped(name, op, extra, uuid, &store, op == "release", t);
+            stopped(name, op, extra, uuid, &store, op == "release", timeout(cfg));
             0
         }
         _ => 0,
@@ -128,15 +121,21 @@ fn timeout(cfg: &Config) -> Duration {
     Duration::from_millis(cfg.machined.timeout_ms.max(1))
 }
 
-/// Bound the rest of this process: unless the returned sender is dropped within `d`, a
-/// watchdog thread logs with `on_timeout` and ends the process with status 0 (fail-open),
-/// wherever the work is stuck. The work runs on the calling thread, so neither a thread
-/// start nor a hand-off between threads sits on its path.
-fn deadline(d: Duration, on_timeout: impl FnOnce() + Send + 'static) -> mpsc::Sender<()> {
+/// How long after the D-Bus deadline the backstop ends a hook stuck elsewhere.
+const GRACE: Duration = Duration::from_millis(200);
+
+/// The backstop for what the D-Bus deadline does not cover (a pid file that blocks on
+/// open, a hung filesystem): unless the returned sender is dropped by then, a watchdog
+/// thread logs and ends the process with status 0 (fail-open) `GRACE` after the deadline.
+/// D-Bus waits end at the deadline by themselves and say which call it was; the work runs
+/// on the calling thread, so no hand-off between threads sits on its path.
+fn backstop(name: &str, op: &str, cfg: &Config) -> mpsc::Sender<()> {
     let (tx, rx) = mpsc::channel::<()>();
+    let (name, op, d) = (name.to_string(), op.to_string(), timeout(cfg) + GRACE);
     std::thread::spawn(move || {
         if let Err(mpsc::RecvTimeoutError::Timeout) = rx.recv_timeout(d) {
-            on_timeout();
+            warn!(domain = %name, op = %op, message_id = MSG_TIMEOUT,
+                  "virt-systemd-hook did not finish within {} ms; VM left alone", d.as_millis());
             // SAFETY: _exit ends the process at once; unlike exit() it runs no atexit
             // handlers, so it cannot race the main thread finishing at the same moment.
             // Nothing is buffered: these ops write no stdout, logs are sent synchronously.
@@ -144,6 +143,15 @@ fn deadline(d: Duration, on_timeout: impl FnOnce() + Send + 'static) -> mpsc::Se
         }
     });
     tx
+}
+
+/// The MESSAGE_ID for a failed D-Bus exchange.
+fn bus_message_id(e: &machined::BusError) -> &'static str {
+    if e.is_timeout() {
+        MSG_TIMEOUT
+    } else {
+        MSG_FAILED
+    }
 }
 
 fn prepare(xml: &DomainXml, facts: &Facts, cfg: &Config) -> i32 {
@@ -226,7 +234,7 @@ fn started(
                     info!(domain = %facts.name, machine = %m, op, "registration lost; registering again")
                 }
                 Err(e) => {
-                    warn!(domain = %facts.name, op, message_id = MSG_FAILED, "{e}");
+                    warn!(domain = %facts.name, op, message_id = bus_message_id(&e), "{e}; VM left alone");
                     return;
                 }
             }
@@ -283,7 +291,7 @@ fn started(
             "machine name {n} and its fallback are taken by other machines; not registered"
         ),
         Err(e) => warn!(
-            domain = %facts.name, uuid = %u, op, message_id = MSG_FAILED,
+            domain = %facts.name, uuid = %u, op, message_id = bus_message_id(&e),
             "registration failed: {e}; VM left alone"
         ),
     }
@@ -303,17 +311,14 @@ fn stopped(
         return;
     };
     if st.registered || st.machine.is_some() {
-        match Machined::connect(t)
-            .map_err(|e| e.to_string())
-            .and_then(|bus| register::unregister(&bus, &mut st).map_err(|e| e.to_string()))
-        {
+        match Machined::connect(t).and_then(|bus| register::unregister(&bus, &mut st)) {
             Ok(true) => {
                 info!(domain = %name, uuid = %u, machine = st.machine.as_deref().unwrap_or(""),
                               op, reason = extra, message_id = MSG_UNREGISTERED, "unregistered")
             }
             Ok(false) => {}
             Err(e) => {
-                warn!(domain = %name, uuid = %u, op, message_id = MSG_FAILED, "unregister failed: {e}")
+                warn!(domain = %name, uuid = %u, op, message_id = bus_message_id(&e), "unregister failed: {e}")
             }
         }
         st.machine = None;
