@@ -117,6 +117,26 @@ pub trait Bus {
 /// a name longer than 64 is cut to 55 and suffixed with `-` and 8 hex digits of the UUID,
 /// so distinct long names stay distinct.
 pub fn machine_name(domain: &str, uuid_hex: &str) -> String {
+    let name = valid_labels(domain);
+    let short = &uuid_hex[..uuid_hex.len().min(8)];
+    if name.is_empty() {
+        return format!("vm-{short}");
+    }
+    if name.len() <= 64 {
+        return name;
+    }
+    with_suffix(&name, short)
+}
+
+/// [`machine_name`] when it needs nothing of the UUID (the name is neither empty nor too
+/// long once made valid), as it is for most domains.
+pub fn plain_machine_name(domain: &str) -> Option<String> {
+    let name = valid_labels(domain);
+    (!name.is_empty() && name.len() <= 64).then_some(name)
+}
+
+/// `domain` with invalid characters as `-`, empty labels dropped.
+fn valid_labels(domain: &str) -> String {
     let labels: Vec<String> = domain
         .split('.')
         .map(|l| {
@@ -128,15 +148,7 @@ pub fn machine_name(domain: &str, uuid_hex: &str) -> String {
         })
         .filter(|l| !l.is_empty())
         .collect();
-    let name = labels.join(".");
-    let short = &uuid_hex[..uuid_hex.len().min(8)];
-    if name.is_empty() {
-        return format!("vm-{short}");
-    }
-    if name.len() <= 64 {
-        return name;
-    }
-    with_suffix(&name, short)
+    labels.join(".")
 }
 
 /// Fallback when the name is held by a machine with another ID: `NAME-XXXXXXXX`.
@@ -183,10 +195,18 @@ pub struct Machined {
     peer: RefCell<Option<String>>,
     /// Where to remember which `…Ex` methods this machined lacks (see `register`).
     api_cache: Option<PathBuf>,
+    /// Lookups sent ahead by `prefetch`.
+    prefetched: RefCell<Option<Prefetched>>,
 }
 
 /// A lookup on its way: (method, serial, the error that means "none").
 type Sent = (&'static str, BusResult<u32>, &'static str);
+
+struct Prefetched {
+    pid: u32,
+    by_pid: Sent,
+    name: Option<(String, Sent)>,
+}
 
 const SYSTEM_BUS: &str = "unix:path=/var/run/dbus/system_bus_socket";
 
@@ -222,6 +242,7 @@ impl Machined {
             timeout,
             peer: RefCell::new(None),
             api_cache: None,
+            prefetched: RefCell::new(None),
         })
     }
 
@@ -246,6 +267,17 @@ impl Machined {
                 msg: e.to_string(),
             },
         }
+    }
+
+    /// Send `GetMachineByPID(pid)` and `GetMachine(name)` now (with the handshake), so the
+    /// answers are on their way while the caller does other work; `machine_by_pid_and_name`
+    /// for the same pid picks them up.
+    pub fn prefetch(&self, pid: u32, name: Option<&str>) {
+        let by_pid = self.by_pid(pid);
+        let name = name.map(|n| (n.to_string(), self.by_name(n)));
+        // A failure to send shows in the answers.
+        let _ = self.wire.borrow_mut().flush();
+        *self.prefetched.borrow_mut() = Some(Prefetched { pid, by_pid, name });
     }
 
     /// Queue a call to machined; it goes out with the next `answer`.
@@ -424,7 +456,17 @@ impl Bus for Machined {
     }
 
     fn machine_by_pid_and_name(&self, pid: u32, name: &str) -> Lookups {
-        let [p, n] = self.machines([self.by_pid(pid), self.by_name(name)]);
+        let early = self.prefetched.take().filter(|p| p.pid == pid);
+        let (by_pid, by_name) = match early {
+            Some(Prefetched {
+                by_pid,
+                name: Some((n, by_name)),
+                ..
+            }) if n == name => (by_pid, by_name),
+            Some(p) => (p.by_pid, self.by_name(name)),
+            None => (self.by_pid(pid), self.by_name(name)),
+        };
+        let [p, n] = self.machines([by_pid, by_name]);
         (p, n)
     }
 
@@ -539,6 +581,17 @@ mod tests {
         for n in [machine_name(&long, U), fallback_name(&"a.".repeat(40), U)] {
             assert!(crate::credential::hostname_is_valid(&n), "{n}");
         }
+        // The prefetched lookup's name is the final name whenever it exists.
+        for d in ["web-01", "web_01", "_a_..b_", "___", &long, &"y".repeat(64)] {
+            match plain_machine_name(d) {
+                Some(p) => assert_eq!(p, machine_name(d, U), "{d}"),
+                None => assert!(machine_name(d, U).contains("0f1e2d3c"), "{d}"),
+            }
+        }
+        assert_eq!(
+            plain_machine_name(&"y".repeat(64)).map(|n| n.len()),
+            Some(64)
+        );
     }
 
     #[test]

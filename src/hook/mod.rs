@@ -59,6 +59,8 @@ pub fn run(argv: &[String], stdin: &[u8], cfg: &Config, paths: &Paths) -> i32 {
         matches!(op.as_str(), "started" | "reconnect") && cfg.machined.register != Register::Never;
     let _backstop = (registers || matches!(op.as_str(), "stopped" | "release"))
         .then(|| backstop(name, op, cfg));
+    // Ask machined first, parse while it answers.
+    let early = registers.then(|| Early::start(name, cfg));
     let xml = match domain::decode(stdin).and_then(DomainXml::parse) {
         Ok(d) => d,
         Err(e) => {
@@ -102,11 +104,11 @@ pub fn run(argv: &[String], stdin: &[u8], cfg: &Config, paths: &Paths) -> i32 {
             0
         }
         ("started", _) | ("reconnect", _) => {
-            if !registers {
+            let Some(early) = early else {
                 return 0;
-            }
+            };
             let notify = crate::metadata::read(&xml).ok().flatten().map(|r| r.notify);
-            started(op, &facts, notify, uuid, cfg, paths, &store);
+            started(op, &facts, notify, uuid, cfg, paths, &store, early);
             0
         }
         ("stopped", _) | ("release", _) => {
@@ -119,6 +121,35 @@ pub fn run(argv: &[String], stdin: &[u8], cfg: &Config, paths: &Paths) -> i32 {
 
 fn timeout(cfg: &Config) -> Duration {
     Duration::from_millis(cfg.machined.timeout_ms.max(1))
+}
+
+/// `started`'s first steps, taken before the XML is parsed: QEMU's pid from libvirt's pid
+/// file and the bus connection with both lookups on their way. They need only the domain
+/// name libvirt passes: the pid file is named after it, and so is the machine.
+struct Early {
+    pidfile: PathBuf,
+    leader: Option<u32>,
+    /// `None` without a leader (nothing to ask).
+    bus: Option<machined::BusResult<Machined>>,
+}
+
+impl Early {
+    fn start(name: &str, cfg: &Config) -> Early {
+        let pidfile = cfg.hook.pid_dir.join(format!("{name}.pid"));
+        let leader = std::fs::read_to_string(&pidfile)
+            .ok()
+            .and_then(|s| s.trim().parse::<u32>().ok());
+        let bus = leader.map(|pid| {
+            let bus = Machined::connect(timeout(cfg))?;
+            bus.prefetch(pid, machined::plain_machine_name(name).as_deref());
+            Ok(bus)
+        });
+        Early {
+            pidfile,
+            leader,
+            bus,
+        }
+    }
 }
 
 /// How long after the D-Bus deadline the backstop ends a hook stuck elsewhere.
@@ -184,6 +215,7 @@ fn prepare(xml: &DomainXml, facts: &Facts, cfg: &Config) -> i32 {
 }
 
 /// `notify`: `None` when the domain has no virt-systemd record, else its readiness port.
+#[allow(clippy::too_many_arguments)]
 fn started(
     op: &str,
     facts: &Facts,
@@ -192,6 +224,7 @@ fn started(
     cfg: &Config,
     paths: &Paths,
     store: &Store,
+    early: Early,
 ) {
     let u = uuid.hyphenated().to_string();
     let mut st = store
@@ -207,19 +240,12 @@ fn started(
     st.enabled = notify.is_some();
     st.notify_port = notify.flatten();
     st.vsock_cid = facts.vsock.as_ref().and_then(|v| v.cid);
-    let pidfile = cfg.hook.pid_dir.join(format!("{}.pid", facts.name));
-    let leader = match std::fs::read_to_string(&pidfile)
-        .ok()
-        .and_then(|s| s.trim().parse::<u32>().ok())
-    {
-        Some(p) => p,
-        None => {
-            warn!(domain = %facts.name, uuid = %u, op, message_id = MSG_FAILED,
-                  "no QEMU pid in {}; not registered", pidfile.display());
-            return;
-        }
+    let (Some(leader), Some(bus)) = (early.leader, early.bus) else {
+        warn!(domain = %facts.name, uuid = %u, op, message_id = MSG_FAILED,
+              "no QEMU pid in {}; not registered", early.pidfile.display());
+        return;
     };
-    let bus = match Machined::connect(timeout(cfg)) {
+    let bus = match bus {
         Ok(b) => b.with_api_cache(cfg.hook.state_dir.join("machined-api")),
         Err(e) => {
             warn!(domain = %facts.name, uuid = %u, op, message_id = MSG_FAILED, "{e}; VM left alone");
