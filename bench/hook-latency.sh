@@ -3,8 +3,8 @@
 #  - `prepare` (no D-Bus) on this host, with hyperfine, and its peak RSS;
 #  - `started` with real systemd-machined in the lab (trixie): each run registers a real
 #    process as a machine (then `release` unregisters it, untimed), timed in-container with
-#    bash's $EPOCHREALTIME over N runs, against /bin/true timed the same way; peak RSS with
-#    GNU time.
+#    bash's $EPOCHREALTIME over N runs, against /bin/true timed the same way (mean and
+#    median); peak RSS with GNU time.
 # Targets (issue 4): prepare <= 1.5x /bin/true, started <= 3x, peak RSS <= 8 MiB.
 #
 # Usage: bench/hook-latency.sh [--runs N] [--no-lab]
@@ -85,19 +85,25 @@ printf "[hook]\npid_dir = \"/run/bench-pids\"\n" > /root/hook.toml
 export VIRT_SYSTEMD_CONFIG=/root/hook.toml
 hook=/opt/virt-systemd/bin/virt-systemd-hook
 n='"$runs"'
-t_hook=0; t_true=0
+: > /root/t_hook; : > /root/t_true
 for i in $(seq "$n"); do
   s=$EPOCHREALTIME; $hook web-01 started begin - < /root/live.xml; e=$EPOCHREALTIME
-  t_hook=$(awk -v a="$t_hook" -v s="$s" -v e="$e" "BEGIN { print a + e - s }")
+  echo "$s $e" >> /root/t_hook
   machinectl show web-01 >/dev/null
   $hook web-01 release end destroyed < /root/live.xml
   s=$EPOCHREALTIME; /bin/true web-01 started begin - < /root/live.xml; e=$EPOCHREALTIME
-  t_true=$(awk -v a="$t_true" -v s="$s" -v e="$e" "BEGIN { print a + e - s }")
+  echo "$s $e" >> /root/t_true
 done
 rss=$(gnutime -f %M $hook web-01 started begin - < /root/live.xml 2>&1 >/dev/null | tail -1)
 $hook web-01 release end destroyed < /root/live.xml
 kill "$pid" 2>/dev/null || true
-echo "$t_hook $t_true $rss $n"
+# mean and median in ms
+stats() {
+  awk "{ print (\$2 - \$1) * 1000 }" "$1" | sort -n |
+    awk "{ a[NR] = \$1; t += \$1 } END { printf \"%.3f %.3f\", t / NR, (NR % 2) ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2 }"
+}
+echo "$(stats /root/t_hook) $(stats /root/t_true) $rss $n"
 ' > "$out/hook-started.txt"
-read -r th tt rss n < "$out/hook-started.txt"
-printf '%-30s %10.3f %10.3f %7s %8s\n' "started (lab, real machined)" "$(echo "$th*1000/$n" | bc -l)" "$(echo "$tt*1000/$n" | bc -l)" "$(ratio "$th" "$tt")" "$rss"
+read -r mh medh mt medt rss n < "$out/hook-started.txt"
+printf '%-30s %10.3f %10.3f %7s %8s\n' "started (lab, mean of $n)" "$mh" "$mt" "$(ratio "$mh" "$mt")" "$rss"
+printf '%-30s %10.3f %10.3f %7s %8s\n' "started (lab, median of $n)" "$medh" "$medt" "$(ratio "$medh" "$medt")" "$rss"
