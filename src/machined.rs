@@ -498,7 +498,9 @@ impl Bus for Machined {
         };
         // A machined that answered UnknownMethod for `ex` before (the same process: bus
         // GUID and unique name match) cannot have gained it: go straight to the fallback.
-        if let (Ok(fd), false) = (&pidfd, self.lacks(ex)) {
+        // So does a bus that would not pass the pidfd.
+        let fds = self.wire.borrow().unix_fds();
+        if let (Ok(fd), false, true) = (&pidfd, self.lacks(ex), fds) {
             let mut props: Vec<(&str, Value)> = vec![
                 ("Id", Value::from(r.id.clone())),
                 ("Service", Value::from(SERVICE)),
