@@ -293,7 +293,26 @@ mod tests {
 
     const U: &str = "0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0";
 
+    /// QEMU (PID 100) registered by libvirt; unregistered machines linger `gc_lag` pauses.
+    fn libvirt_registered(gc_lag: u32) -> Script {
+        let bus = Script {
+            gc_lag,
+            ..Default::default()
+        };
+        bus.machines.borrow_mut().push(machine(
+            "qemu-1-web_01",
+            &[1; 16],
+            machined::LIBVIRT_SERVICE,
+            100,
+        ));
+        bus
+    }
+
     fn run(bus: &Script, cfg: &Config, unit: &str) -> (Outcome, DomainState) {
+        try_run(bus, cfg, unit).unwrap()
+    }
+
+    fn try_run(bus: &Script, cfg: &Config, unit: &str) -> Result<(Outcome, DomainState), BusError> {
         let t = Target {
             domain: "web_01",
             uuid: uuid::Uuid::parse_str(U).unwrap(),
@@ -306,8 +325,8 @@ mod tests {
             uuid: U.into(),
             ..Default::default()
         };
-        let o = register(bus, cfg, &t, &mut st, &mut |_| {}).unwrap();
-        (o, st)
+        let o = register(bus, cfg, &t, &mut st, &mut |_| {})?;
+        Ok((o, st))
     }
 
     #[test]
@@ -328,13 +347,7 @@ mod tests {
 
     #[test]
     fn replaces_libvirt_machine_in_its_scope() {
-        let bus = Script::default();
-        bus.machines.borrow_mut().push(machine(
-            "qemu-1-web_01",
-            &[1; 16],
-            machined::LIBVIRT_SERVICE,
-            100,
-        ));
+        let bus = libvirt_registered(0);
         let (o, st) = run(&bus, &Config::default(), "machine-qemu\\x2d1.scope");
         assert_eq!(st.replaced_libvirt.as_deref(), Some("qemu-1-web_01"));
         assert!(matches!(
@@ -358,13 +371,7 @@ mod tests {
 
     #[test]
     fn keeps_libvirt_machine_when_configured() {
-        let bus = Script::default();
-        bus.machines.borrow_mut().push(machine(
-            "qemu-1-web_01",
-            &[1; 16],
-            machined::LIBVIRT_SERVICE,
-            100,
-        ));
+        let bus = libvirt_registered(0);
         let mut cfg = Config::default();
         cfg.machined.libvirt_machine = LibvirtMachine::Keep;
         let (o, _) = run(&bus, &cfg, "machine-qemu\\x2d1.scope");
@@ -436,16 +443,7 @@ mod tests {
             name_fails: true,
             ..Default::default()
         };
-        let t = Target {
-            domain: "web_01",
-            uuid: uuid::Uuid::parse_str(U).unwrap(),
-            leader: 100,
-            unit: Some("x.scope".into()),
-            ifindices: vec![],
-            vsock_cid: None,
-        };
-        let mut st = DomainState::default();
-        assert!(register(&bus, &Config::default(), &t, &mut st, &mut |_| {}).is_err());
+        assert!(try_run(&bus, &Config::default(), "x.scope").is_err());
         assert!(!bus.calls.borrow().iter().any(|c| c.starts_with("register")));
     }
 
@@ -477,16 +475,7 @@ mod tests {
     fn registers_only_once_machined_has_forgotten_what_was_unregistered() {
         // libvirt's machine, unregistered, lingers for two pauses: registering before it
         // is gone would fail and cost the VM its scope.
-        let bus = Script {
-            gc_lag: 2,
-            ..Default::default()
-        };
-        bus.machines.borrow_mut().push(machine(
-            "qemu-1-web_01",
-            &[1; 16],
-            machined::LIBVIRT_SERVICE,
-            100,
-        ));
+        let bus = libvirt_registered(2);
         let (o, _) = run(&bus, &Config::default(), "machine-qemu\\x2d1.scope");
         assert!(matches!(o, Outcome::Registered { .. }), "{o:?}");
         assert_eq!(
@@ -529,26 +518,8 @@ mod tests {
 
     #[test]
     fn gives_up_when_machined_never_forgets() {
-        let bus = Script {
-            gc_lag: u32::MAX,
-            ..Default::default()
-        };
-        bus.machines.borrow_mut().push(machine(
-            "qemu-1-web_01",
-            &[1; 16],
-            machined::LIBVIRT_SERVICE,
-            100,
-        ));
-        let t = Target {
-            domain: "web_01",
-            uuid: uuid::Uuid::parse_str(U).unwrap(),
-            leader: 100,
-            unit: Some("machine-qemu\\x2d1.scope".into()),
-            ifindices: vec![],
-            vsock_cid: None,
-        };
-        let mut st = DomainState::default();
-        let e = register(&bus, &Config::default(), &t, &mut st, &mut |_| {}).unwrap_err();
+        let bus = libvirt_registered(u32::MAX);
+        let e = try_run(&bus, &Config::default(), "machine-qemu\\x2d1.scope").unwrap_err();
         assert!(
             e.to_string().contains("still holds machine qemu-1-web_01"),
             "{e}"
