@@ -83,7 +83,8 @@ impl Wire {
         Ok(w)
     }
 
-    fn remaining(&self) -> Result<std::time::Duration, WireError> {
+    /// Time left before the deadline.
+    pub fn remaining(&self) -> Result<std::time::Duration, WireError> {
         match self.deadline.checked_duration_since(Instant::now()) {
             Some(d) if !d.is_zero() => Ok(d),
             _ => Err(WireError::Timeout),

@@ -106,10 +106,14 @@ pub trait Bus {
     fn register(&self, r: &Registration, how: How) -> BusResult<Api>;
     /// `Ok(false)`: there was no such machine.
     fn unregister(&self, name: &str) -> BusResult<bool>;
-    /// Wait a little before asking again (the `attempt`th time), for machined to catch up.
-    fn pause(&self, attempt: u32) {
-        std::thread::sleep(Duration::from_micros(500 << attempt.min(5)));
-    }
+    /// Wait a little before asking again (the `attempt`th time, from 0), for machined to
+    /// catch up; `false` when there is no time left for that.
+    fn pause(&self, attempt: u32) -> bool;
+}
+
+/// The `attempt`th pause: 0.5 ms doubling up to 16 ms.
+fn pause_length(attempt: u32) -> Duration {
+    Duration::from_micros(500 << attempt.min(5))
 }
 
 /// Machine name for a domain: machined's `hostname_is_valid` rules (LDH labels separated by
@@ -552,6 +556,18 @@ impl Bus for Machined {
             )?,
         };
         Ok(Api::WithNetwork)
+    }
+
+    /// Within the event's deadline, keeping room for the question that follows.
+    fn pause(&self, attempt: u32) -> bool {
+        let d = pause_length(attempt);
+        match self.wire.borrow().remaining() {
+            Ok(left) if left > d * 2 => {
+                std::thread::sleep(d);
+                true
+            }
+            _ => false,
+        }
     }
 
     fn unregister(&self, name: &str) -> BusResult<bool> {

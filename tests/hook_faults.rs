@@ -191,3 +191,183 @@ fn stuck_outside_dbus_is_ended_by_the_backstop() {
     assert!(err.contains("did not finish within 500 ms"), "{err}");
     assert!(alive(&mut s));
 }
+
+/// machined after `UnregisterMachine` of libvirt's machine, as it is until its garbage
+/// collection runs (real machined does that soon, but late under load: seen in the lab):
+/// the machine is still found by its leader for `linger` more lookups, and a registration
+/// meanwhile fails.
+struct Lingering {
+    calls: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+    unregistered: std::sync::atomic::AtomicBool,
+    linger: std::sync::atomic::AtomicU32,
+}
+
+const LIBVIRT_PATH: &str = "/org/freedesktop/machine1/machine/qemu_2d1_2dweb";
+
+impl Lingering {
+    fn note(&self, call: &str) {
+        self.calls.lock().unwrap().push(call.to_string());
+    }
+    fn held(&self) -> bool {
+        use std::sync::atomic::Ordering::SeqCst;
+        !self.unregistered.load(SeqCst) || self.linger.load(SeqCst) > 0
+    }
+    fn register(&self, call: &str) -> zbus::fdo::Result<zbus::zvariant::OwnedObjectPath> {
+        self.note(call);
+        if self.held() {
+            return Err(zbus::fdo::Error::FileExists("File exists".into()));
+        }
+        Ok(
+            zbus::zvariant::OwnedObjectPath::try_from("/org/freedesktop/machine1/machine/web")
+                .unwrap(),
+        )
+    }
+}
+
+type Props = Vec<(String, zbus::zvariant::OwnedValue)>;
+
+#[derive(Debug, zbus::DBusError)]
+#[zbus(prefix = "org.freedesktop.machine1")]
+enum MachineError {
+    #[zbus(error)]
+    ZBus(zbus::Error),
+    NoMachineForPID(String),
+    NoSuchMachine(String),
+}
+
+#[zbus::interface(name = "org.freedesktop.machine1.Manager")]
+impl Lingering {
+    #[zbus(name = "GetMachineByPID")]
+    fn get_machine_by_pid(
+        &self,
+        _pid: u32,
+    ) -> Result<zbus::zvariant::OwnedObjectPath, MachineError> {
+        use std::sync::atomic::Ordering::SeqCst;
+        self.note("GetMachineByPID");
+        if !self.held() {
+            return Err(MachineError::NoMachineForPID("no machine".into()));
+        }
+        if self.unregistered.load(SeqCst) {
+            let _ = self.linger.fetch_sub(1, SeqCst);
+        }
+        Ok(zbus::zvariant::OwnedObjectPath::try_from(LIBVIRT_PATH).unwrap())
+    }
+    #[zbus(name = "GetMachine")]
+    fn get_machine(&self, name: &str) -> Result<zbus::zvariant::OwnedObjectPath, MachineError> {
+        self.note(&format!("GetMachine {name}"));
+        Err(MachineError::NoSuchMachine("no such machine".into()))
+    }
+    #[zbus(name = "UnregisterMachine")]
+    fn unregister_machine(&self, name: &str) {
+        self.note(&format!("UnregisterMachine {name}"));
+        self.unregistered
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+    #[zbus(name = "RegisterMachineEx")]
+    fn register_machine_ex(
+        &self,
+        _name: &str,
+        _props: Props,
+    ) -> zbus::fdo::Result<zbus::zvariant::OwnedObjectPath> {
+        self.register("RegisterMachineEx")
+    }
+}
+
+/// libvirt's machine for QEMU, as GetAll shows it.
+struct LibvirtMachine(u32);
+
+#[zbus::interface(name = "org.freedesktop.machine1.Machine")]
+impl LibvirtMachine {
+    #[zbus(property)]
+    fn name(&self) -> String {
+        "qemu-1-web".into()
+    }
+    #[zbus(property)]
+    fn id(&self) -> Vec<u8> {
+        vec![7; 16]
+    }
+    #[zbus(property)]
+    fn service(&self) -> String {
+        "libvirt-qemu".into()
+    }
+    #[zbus(property)]
+    fn class(&self) -> String {
+        "vm".into()
+    }
+    #[zbus(property)]
+    fn leader(&self) -> u32 {
+        self.0
+    }
+    #[zbus(property)]
+    fn unit(&self) -> String {
+        "machine-qemu\\x2d1\\x2dweb.scope".into()
+    }
+}
+
+/// Replace libvirt's machine on a machined that lets go of it after `linger` lookups;
+/// returns the calls machined saw and the hook's stderr.
+fn replace_lingering(linger: u32, timeout_ms: u64) -> (Vec<String>, String) {
+    let mut s = setup(timeout_ms);
+    let d = dbus_daemon(s.dir.path());
+    let calls = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let _conn = zbus::blocking::connection::Builder::address(d.1.as_str())
+        .unwrap()
+        .name("org.freedesktop.machine1")
+        .unwrap()
+        .serve_at(
+            "/org/freedesktop/machine1",
+            Lingering {
+                calls: calls.clone(),
+                unregistered: false.into(),
+                linger: linger.into(),
+            },
+        )
+        .unwrap()
+        .serve_at(LIBVIRT_PATH, LibvirtMachine(s.vm.id()))
+        .unwrap()
+        .build()
+        .unwrap();
+    let (code, err) = hook(&s, &d.1, "started", Duration::from_secs(20));
+    assert_eq!(code, 0, "{err}");
+    assert!(alive(&mut s));
+    let c = calls.lock().unwrap().clone();
+    (c, err)
+}
+
+#[test]
+fn registers_only_after_machined_lets_go_of_libvirts_machine() {
+    let (calls, err) = replace_lingering(3, 5000);
+    assert!(err.contains("registered machine web"), "{err}");
+    let after: Vec<&str> = calls
+        .iter()
+        .skip_while(|c| *c != "UnregisterMachine qemu-1-web")
+        .map(String::as_str)
+        .collect();
+    // Three lookups still find it, the fourth does not; then the registration.
+    assert_eq!(
+        after,
+        [
+            "UnregisterMachine qemu-1-web",
+            "GetMachineByPID",
+            "GetMachineByPID",
+            "GetMachineByPID",
+            "GetMachineByPID",
+            "RegisterMachineEx"
+        ],
+        "{err}"
+    );
+}
+
+#[test]
+fn never_registers_while_machined_holds_libvirts_machine() {
+    // Never lets go: the hook gives up within its deadline and never registers.
+    let (calls, err) = replace_lingering(u32::MAX, 300);
+    assert!(
+        err.contains("machined still holds machine qemu-1-web"),
+        "{err}"
+    );
+    assert!(
+        !calls.iter().any(|c| c.starts_with("Register")),
+        "{calls:?}"
+    );
+}

@@ -143,19 +143,16 @@ pub fn register(
     })
 }
 
-/// How often to ask whether machined has forgotten a machine (pauses of 0.5 ms doubling up
-/// to 16 ms: about a second in all; the event's D-Bus deadline may end it sooner).
-const FORGET_ATTEMPTS: u32 = 70;
-
 /// Return once machined has forgotten the machine `gone` we just unregistered. It drops an
 /// unregistered machine at its next garbage collection, after the reply; until then the
 /// machine still holds its name, leader and unit, a registration that collides with them
 /// fails — and machined then stops the unit it was given, which is the VM's scope (seen in
 /// the lab: five domains started at once, two of them killed that way). `leader`: ask by
 /// the PID the machine held, else by its name. `Some(name)`: another machine has taken
-/// that PID meanwhile.
+/// that PID meanwhile. Asks again after short pauses for as long as the event's deadline
+/// allows.
 fn forgotten(bus: &dyn Bus, gone: &str, leader: Option<u32>) -> Result<Option<String>, BusError> {
-    for attempt in 0..FORGET_ATTEMPTS {
+    for attempt in 0.. {
         let holder = match leader {
             Some(pid) => bus.machine_by_pid(pid)?.map(|m| m.name),
             None => bus.machine(gone)?.map(|m| m.name),
@@ -163,7 +160,8 @@ fn forgotten(bus: &dyn Bus, gone: &str, leader: Option<u32>) -> Result<Option<St
         match holder {
             None => return Ok(None),
             Some(n) if n != gone => return Ok(Some(n)),
-            Some(_) => bus.pause(attempt),
+            Some(_) if bus.pause(attempt) => {}
+            Some(_) => break,
         }
     }
     Err(BusError::Other {
@@ -234,11 +232,13 @@ mod tests {
             }
             Ok(self.known().into_iter().find(|m| m.name == name))
         }
-        fn pause(&self, _attempt: u32) {
+        /// Time runs out after 100 pauses.
+        fn pause(&self, attempt: u32) -> bool {
             self.calls.borrow_mut().push("pause".into());
             let mut limbo = self.limbo.borrow_mut();
             limbo.iter_mut().for_each(|l| l.1 -= 1);
             limbo.retain(|l| l.1 > 0);
+            attempt < 100
         }
         fn register(&self, r: &Registration, how: How) -> Result<machined::Api, BusError> {
             self.calls
