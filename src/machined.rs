@@ -348,11 +348,16 @@ impl Machined {
                     .transpose()
             })
         });
-        asked.map(|serial| {
-            serial.and_then(|s| {
-                s.map(|s| self.answer(GET_ALL, s).and_then(|m| info(&m)))
-                    .transpose()
-            })
+        asked.map(|serial| match serial {
+            Ok(Some(s)) => match self.answer(GET_ALL, s) {
+                Ok(m) => info(&m).map(Some),
+                // Freed between the lookup and this question (machined collecting an
+                // unregistered machine): there is no such machine now.
+                Err(e) if e.is(UNKNOWN_OBJECT) => Ok(None),
+                Err(e) => Err(e),
+            },
+            Ok(None) => Ok(None),
+            Err(e) => Err(e),
         })
     }
 
@@ -445,6 +450,7 @@ fn info(m: &Message) -> BusResult<MachineInfo> {
 }
 
 const UNKNOWN_METHOD: &str = "org.freedesktop.DBus.Error.UnknownMethod";
+const UNKNOWN_OBJECT: &str = "org.freedesktop.DBus.Error.UnknownObject";
 pub const NO_SUCH_MACHINE: &str = "org.freedesktop.machine1.NoSuchMachine";
 pub const NO_MACHINE_FOR_PID: &str = "org.freedesktop.machine1.NoMachineForPID";
 

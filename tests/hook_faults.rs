@@ -200,9 +200,13 @@ struct Lingering {
     calls: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
     unregistered: std::sync::atomic::AtomicBool,
     linger: std::sync::atomic::AtomicU32,
+    /// Lookups answered with the machine's path after it was freed (a race: the object
+    /// is gone by the time the hook asks for its properties).
+    stale: std::sync::atomic::AtomicU32,
 }
 
 const LIBVIRT_PATH: &str = "/org/freedesktop/machine1/machine/qemu_2d1_2dweb";
+const FREED_PATH: &str = "/org/freedesktop/machine1/machine/freed";
 
 impl Lingering {
     fn note(&self, call: &str) {
@@ -245,6 +249,10 @@ impl Lingering {
         use std::sync::atomic::Ordering::SeqCst;
         self.note("GetMachineByPID");
         if !self.held() {
+            if self.stale.load(SeqCst) > 0 {
+                self.stale.fetch_sub(1, SeqCst);
+                return Ok(zbus::zvariant::OwnedObjectPath::try_from(FREED_PATH).unwrap());
+            }
             return Err(MachineError::NoMachineForPID("no machine".into()));
         }
         if self.unregistered.load(SeqCst) {
@@ -304,9 +312,10 @@ impl LibvirtMachine {
     }
 }
 
-/// Replace libvirt's machine on a machined that lets go of it after `linger` lookups;
-/// returns the calls machined saw and the hook's stderr.
-fn replace_lingering(linger: u32, timeout_ms: u64) -> (Vec<String>, String) {
+/// Replace libvirt's machine on a machined that lets go of it after `linger` lookups (and
+/// answers `stale` more with a path that is gone); returns the calls machined saw and the
+/// hook's stderr.
+fn replace_lingering(linger: u32, stale: u32, timeout_ms: u64) -> (Vec<String>, String) {
     let mut s = setup(timeout_ms);
     let d = dbus_daemon(s.dir.path());
     let calls = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
@@ -320,6 +329,7 @@ fn replace_lingering(linger: u32, timeout_ms: u64) -> (Vec<String>, String) {
                 calls: calls.clone(),
                 unregistered: false.into(),
                 linger: linger.into(),
+                stale: stale.into(),
             },
         )
         .unwrap()
@@ -336,7 +346,7 @@ fn replace_lingering(linger: u32, timeout_ms: u64) -> (Vec<String>, String) {
 
 #[test]
 fn registers_only_after_machined_lets_go_of_libvirts_machine() {
-    let (calls, err) = replace_lingering(3, 5000);
+    let (calls, err) = replace_lingering(3, 0, 5000);
     assert!(err.contains("registered machine web"), "{err}");
     let after: Vec<&str> = calls
         .iter()
@@ -361,7 +371,7 @@ fn registers_only_after_machined_lets_go_of_libvirts_machine() {
 #[test]
 fn never_registers_while_machined_holds_libvirts_machine() {
     // Never lets go: the hook gives up within its deadline and never registers.
-    let (calls, err) = replace_lingering(u32::MAX, 300);
+    let (calls, err) = replace_lingering(u32::MAX, 0, 300);
     assert!(
         err.contains("machined still holds machine qemu-1-web"),
         "{err}"
@@ -369,5 +379,27 @@ fn never_registers_while_machined_holds_libvirts_machine() {
     assert!(
         !calls.iter().any(|c| c.starts_with("Register")),
         "{calls:?}"
+    );
+}
+
+#[test]
+fn a_machine_freed_between_lookup_and_getall_is_gone() {
+    // Seen in the lab: GetMachineByPID named the machine, machined freed it, GetAll got
+    // UnknownObject. That machine is gone: register.
+    let (calls, err) = replace_lingering(0, 1, 5000);
+    assert!(err.contains("registered machine web"), "{err}");
+    let after: Vec<&str> = calls
+        .iter()
+        .skip_while(|c| *c != "UnregisterMachine qemu-1-web")
+        .map(String::as_str)
+        .collect();
+    assert_eq!(
+        after,
+        [
+            "UnregisterMachine qemu-1-web",
+            "GetMachineByPID",
+            "RegisterMachineEx"
+        ],
+        "{err}"
     );
 }
