@@ -13,17 +13,9 @@ const UUID: &str = "5f0c3a52-6f7e-4d1a-9a53-0d2f8c1e4b11";
 
 #[path = "common/bus.rs"]
 mod bus;
-use bus::dbus_daemon;
+use bus::{dbus_daemon, FakeMachine, MachineError};
 
 struct Manager;
-
-#[derive(Debug, zbus::DBusError)]
-#[zbus(prefix = "org.freedesktop.machine1")]
-enum MachineError {
-    #[zbus(error)]
-    ZBus(zbus::Error),
-    NoSuchMachine(String),
-}
 
 #[zbus::interface(name = "org.freedesktop.machine1.Manager")]
 impl Manager {
@@ -50,44 +42,6 @@ impl Manager {
     }
 }
 
-struct Machine;
-
-#[zbus::interface(name = "org.freedesktop.machine1.Machine")]
-impl Machine {
-    #[zbus(property, name = "Name")]
-    fn name(&self) -> String {
-        "on".into()
-    }
-    #[zbus(property, name = "Id")]
-    fn id(&self) -> Vec<u8> {
-        uuid::Uuid::parse_str(UUID).unwrap().as_bytes().to_vec()
-    }
-    #[zbus(property, name = "Service")]
-    fn service(&self) -> String {
-        "virt-systemd".into()
-    }
-    #[zbus(property, name = "Class")]
-    fn class(&self) -> String {
-        "vm".into()
-    }
-    #[zbus(property, name = "Leader")]
-    fn leader(&self) -> u32 {
-        4242
-    }
-    #[zbus(property, name = "Unit")]
-    fn unit(&self) -> String {
-        "machine-qemu\\x2d1\\x2don.scope".into()
-    }
-    #[zbus(property, name = "State")]
-    fn state(&self) -> String {
-        "running".into()
-    }
-    #[zbus(property, name = "VSockCID")]
-    fn vsock_cid(&self) -> u32 {
-        42
-    }
-}
-
 struct Systemd;
 
 #[zbus::interface(name = "org.freedesktop.systemd1.Manager")]
@@ -106,7 +60,18 @@ fn services(addr: &str) -> (zbus::blocking::Connection, zbus::blocking::Connecti
         .unwrap()
         .serve_at("/org/freedesktop/machine1", Manager)
         .unwrap()
-        .serve_at("/org/freedesktop/machine1/machine/on", Machine)
+        .serve_at(
+            "/org/freedesktop/machine1/machine/on",
+            FakeMachine {
+                name: "on".into(),
+                id: uuid::Uuid::parse_str(UUID).unwrap().as_bytes().to_vec(),
+                service: "virt-systemd".into(),
+                leader: 4242,
+                unit: "machine-qemu\\x2d1\\x2don.scope".into(),
+                vsock_cid: 42,
+                reads: None,
+            },
+        )
         .unwrap()
         .build()
         .unwrap();

@@ -12,18 +12,9 @@ const MACHINE_PATH: &str = "/org/freedesktop/machine1/machine/web";
 
 #[path = "common/bus.rs"]
 mod bus;
-use bus::{dbus_daemon, spawn_hook};
+use bus::{dbus_daemon, spawn_hook, FakeMachine, MachineError};
 
 type Calls = Arc<Mutex<Vec<String>>>;
-
-#[derive(Debug, zbus::DBusError)]
-#[zbus(prefix = "org.freedesktop.machine1")]
-enum MachineError {
-    #[zbus(error)]
-    ZBus(zbus::Error),
-    NoMachineForPID(String),
-    NoSuchMachine(String),
-}
 
 struct Manager {
     calls: Calls,
@@ -124,40 +115,6 @@ impl Manager {
     }
 }
 
-struct Machine {
-    calls: Calls,
-    leader: u32,
-}
-
-#[zbus::interface(name = "org.freedesktop.machine1.Machine")]
-impl Machine {
-    #[zbus(property)]
-    fn name(&self) -> String {
-        self.calls.lock().unwrap().push("properties".into());
-        "web".into()
-    }
-    #[zbus(property)]
-    fn id(&self) -> Vec<u8> {
-        uuid_bytes()
-    }
-    #[zbus(property)]
-    fn service(&self) -> String {
-        "virt-systemd".into()
-    }
-    #[zbus(property)]
-    fn class(&self) -> String {
-        "vm".into()
-    }
-    #[zbus(property)]
-    fn leader(&self) -> u32 {
-        self.leader
-    }
-    #[zbus(property)]
-    fn unit(&self) -> String {
-        "machine-web.scope".into()
-    }
-}
-
 fn uuid_bytes() -> Vec<u8> {
     let hex: String = UUID.chars().filter(|c| *c != '-').collect();
     (0..16)
@@ -182,9 +139,14 @@ fn machined(addr: &str, calls: &Calls, leader: u32) -> zbus::blocking::Connectio
         .unwrap()
         .serve_at(
             MACHINE_PATH,
-            Machine {
-                calls: calls.clone(),
+            FakeMachine {
+                name: "web".into(),
+                id: uuid_bytes(),
+                service: "virt-systemd".into(),
                 leader,
+                unit: "machine-web.scope".into(),
+                vsock_cid: u32::MAX,
+                reads: Some(calls.clone()),
             },
         )
         .unwrap()

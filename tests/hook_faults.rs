@@ -11,7 +11,7 @@ const UUID: &str = "6c1e1a2b-7d1f-4c57-9c4e-1a2b3c4d5e6f";
 
 #[path = "common/bus.rs"]
 mod bus;
-use bus::{dbus_daemon, spawn_hook};
+use bus::{dbus_daemon, spawn_hook, FakeMachine, MachineError};
 
 /// A machined whose GetMachineByPID never answers (and tells the test it was called).
 struct Stuck(mpsc::Sender<()>);
@@ -230,15 +230,6 @@ impl Lingering {
 
 type Props = Vec<(String, zbus::zvariant::OwnedValue)>;
 
-#[derive(Debug, zbus::DBusError)]
-#[zbus(prefix = "org.freedesktop.machine1")]
-enum MachineError {
-    #[zbus(error)]
-    ZBus(zbus::Error),
-    NoMachineForPID(String),
-    NoSuchMachine(String),
-}
-
 #[zbus::interface(name = "org.freedesktop.machine1.Manager")]
 impl Lingering {
     #[zbus(name = "GetMachineByPID")]
@@ -281,37 +272,6 @@ impl Lingering {
     }
 }
 
-/// libvirt's machine for QEMU, as GetAll shows it.
-struct LibvirtMachine(u32);
-
-#[zbus::interface(name = "org.freedesktop.machine1.Machine")]
-impl LibvirtMachine {
-    #[zbus(property)]
-    fn name(&self) -> String {
-        "qemu-1-web".into()
-    }
-    #[zbus(property)]
-    fn id(&self) -> Vec<u8> {
-        vec![7; 16]
-    }
-    #[zbus(property)]
-    fn service(&self) -> String {
-        "libvirt-qemu".into()
-    }
-    #[zbus(property)]
-    fn class(&self) -> String {
-        "vm".into()
-    }
-    #[zbus(property)]
-    fn leader(&self) -> u32 {
-        self.0
-    }
-    #[zbus(property)]
-    fn unit(&self) -> String {
-        "machine-qemu\\x2d1\\x2dweb.scope".into()
-    }
-}
-
 /// Replace libvirt's machine on a machined that lets go of it after `linger` lookups (and
 /// answers `stale` more with a path that is gone); returns the calls machined saw and the
 /// hook's stderr.
@@ -333,7 +293,18 @@ fn replace_lingering(linger: u32, stale: u32, timeout_ms: u64) -> (Vec<String>, 
             },
         )
         .unwrap()
-        .serve_at(LIBVIRT_PATH, LibvirtMachine(s.vm.id()))
+        .serve_at(
+            LIBVIRT_PATH,
+            FakeMachine {
+                name: "qemu-1-web".into(),
+                id: vec![7; 16],
+                service: "libvirt-qemu".into(),
+                leader: s.vm.id(),
+                unit: "machine-qemu\\x2d1\\x2dweb.scope".into(),
+                vsock_cid: u32::MAX,
+                reads: None,
+            },
+        )
         .unwrap()
         .build()
         .unwrap();
@@ -344,15 +315,20 @@ fn replace_lingering(linger: u32, stale: u32, timeout_ms: u64) -> (Vec<String>, 
     (c, err)
 }
 
+/// The calls from the UnregisterMachine of libvirt's machine on.
+fn from_unregister(calls: &[String]) -> Vec<&str> {
+    calls
+        .iter()
+        .skip_while(|c| *c != "UnregisterMachine qemu-1-web")
+        .map(String::as_str)
+        .collect()
+}
+
 #[test]
 fn registers_only_after_machined_lets_go_of_libvirts_machine() {
     let (calls, err) = replace_lingering(3, 0, 5000);
     assert!(err.contains("registered machine web"), "{err}");
-    let after: Vec<&str> = calls
-        .iter()
-        .skip_while(|c| *c != "UnregisterMachine qemu-1-web")
-        .map(String::as_str)
-        .collect();
+    let after = from_unregister(&calls);
     // Three lookups still find it, the fourth does not; then the registration.
     assert_eq!(
         after,
@@ -388,11 +364,7 @@ fn a_machine_freed_between_lookup_and_getall_is_gone() {
     // UnknownObject. That machine is gone: register.
     let (calls, err) = replace_lingering(0, 1, 5000);
     assert!(err.contains("registered machine web"), "{err}");
-    let after: Vec<&str> = calls
-        .iter()
-        .skip_while(|c| *c != "UnregisterMachine qemu-1-web")
-        .map(String::as_str)
-        .collect();
+    let after = from_unregister(&calls);
     assert_eq!(
         after,
         [

@@ -62,3 +62,64 @@ pub fn spawn_hook(config: &Path, bus: &str, op: &str, xml: &str) -> Child {
     c.stdin.take().unwrap().write_all(xml.as_bytes()).unwrap();
     c
 }
+
+/// The errors a stand-in machined answers with, named as machined names them.
+#[derive(Debug, zbus::DBusError)]
+#[zbus(prefix = "org.freedesktop.machine1")]
+pub enum MachineError {
+    #[zbus(error)]
+    ZBus(zbus::Error),
+    NoMachineForPID(String),
+    NoSuchMachine(String),
+}
+
+/// A machine object (org.freedesktop.machine1.Machine) for a stand-in machined, with
+/// machined's property names. `reads`, when set, gets "properties" on each read of Name.
+pub struct FakeMachine {
+    pub name: String,
+    pub id: Vec<u8>,
+    pub service: String,
+    pub leader: u32,
+    pub unit: String,
+    pub vsock_cid: u32,
+    pub reads: Option<std::sync::Arc<std::sync::Mutex<Vec<String>>>>,
+}
+
+#[zbus::interface(name = "org.freedesktop.machine1.Machine")]
+impl FakeMachine {
+    #[zbus(property, name = "Name")]
+    fn name(&self) -> String {
+        if let Some(r) = &self.reads {
+            r.lock().unwrap().push("properties".into());
+        }
+        self.name.clone()
+    }
+    #[zbus(property, name = "Id")]
+    fn id(&self) -> Vec<u8> {
+        self.id.clone()
+    }
+    #[zbus(property, name = "Service")]
+    fn service(&self) -> String {
+        self.service.clone()
+    }
+    #[zbus(property, name = "Class")]
+    fn class(&self) -> String {
+        "vm".into()
+    }
+    #[zbus(property, name = "Leader")]
+    fn leader(&self) -> u32 {
+        self.leader
+    }
+    #[zbus(property, name = "Unit")]
+    fn unit(&self) -> String {
+        self.unit.clone()
+    }
+    #[zbus(property, name = "State")]
+    fn state(&self) -> String {
+        "running".into()
+    }
+    #[zbus(property, name = "VSockCID")]
+    fn vsock_cid(&self) -> u32 {
+        self.vsock_cid
+    }
+}
