@@ -307,10 +307,7 @@ impl Machined {
         if m.message_type() == zbus::message::Type::Error {
             let name = h.error_name().map(|n| n.to_string()).unwrap_or_default();
             // By convention the first argument of an error is its message.
-            let msg = match h.signature().to_string().starts_with('s') {
-                true => m.body().deserialize::<(String,)>().map(|t| t.0).ok(),
-                false => None,
-            };
+            let msg = m.body().deserialize::<(String,)>().map(|t| t.0);
             return Err(BusError::Method {
                 method,
                 name,

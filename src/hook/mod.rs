@@ -128,9 +128,8 @@ fn timeout(cfg: &Config) -> Duration {
 /// name libvirt passes: the pid file is named after it, and so is the machine.
 struct Early {
     pidfile: PathBuf,
-    leader: Option<u32>,
-    /// `None` without a leader (nothing to ask).
-    bus: Option<machined::BusResult<Machined>>,
+    /// QEMU's pid and the bus; `None` without a pid (nothing to ask).
+    leader: Option<(u32, machined::BusResult<Machined>)>,
 }
 
 impl Early {
@@ -138,17 +137,15 @@ impl Early {
         let pidfile = cfg.hook.pid_dir.join(format!("{name}.pid"));
         let leader = std::fs::read_to_string(&pidfile)
             .ok()
-            .and_then(|s| s.trim().parse::<u32>().ok());
-        let bus = leader.map(|pid| {
-            let bus = Machined::connect(timeout(cfg))?;
-            bus.prefetch(pid, machined::plain_machine_name(name).as_deref());
-            Ok(bus)
-        });
-        Early {
-            pidfile,
-            leader,
-            bus,
-        }
+            .and_then(|s| s.trim().parse::<u32>().ok())
+            .map(|pid| {
+                let bus = Machined::connect(timeout(cfg)).map(|bus| {
+                    bus.prefetch(pid, machined::plain_machine_name(name).as_deref());
+                    bus.with_api_cache(cfg.hook.state_dir.join("machined-api"))
+                });
+                (pid, bus)
+            });
+        Early { pidfile, leader }
     }
 }
 
@@ -240,13 +237,13 @@ fn started(
     st.enabled = notify.is_some();
     st.notify_port = notify.flatten();
     st.vsock_cid = facts.vsock.as_ref().and_then(|v| v.cid);
-    let (Some(leader), Some(bus)) = (early.leader, early.bus) else {
+    let Some((leader, bus)) = early.leader else {
         warn!(domain = %facts.name, uuid = %u, op, message_id = MSG_FAILED,
               "no QEMU pid in {}; not registered", early.pidfile.display());
         return;
     };
     let bus = match bus {
-        Ok(b) => b.with_api_cache(cfg.hook.state_dir.join("machined-api")),
+        Ok(b) => b,
         Err(e) => {
             warn!(domain = %facts.name, uuid = %u, op, message_id = MSG_FAILED, "{e}; VM left alone");
             return;
