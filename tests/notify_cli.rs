@@ -185,6 +185,16 @@ fn listener_socket_activated() {
     assert_eq!(String::from_utf8_lossy(&o.stdout).trim(), "activated");
 }
 
+/// One line from `s`, newline included, a byte at a time (nothing past it is consumed).
+fn read_line(s: &mut UnixStream) -> Vec<u8> {
+    let (mut line, mut b) = (Vec::new(), [0u8; 1]);
+    while !line.ends_with(b"\n") {
+        s.read_exact(&mut b).unwrap();
+        line.push(b[0]);
+    }
+    line
+}
+
 #[test]
 fn vsock_proxy_through_a_hybrid_backend_socket() {
     // Stands in for vhost-device-vsock's host side: CONNECT PORT, OK, then the guest's
@@ -194,21 +204,12 @@ fn vsock_proxy_through_a_hybrid_backend_socket() {
     let l = UnixListener::bind(&p).unwrap();
     std::thread::spawn(move || {
         let (mut s, _) = l.accept().unwrap();
-        let mut req = Vec::new();
-        let mut b = [0u8; 1];
-        while !req.ends_with(b"\n") {
-            s.read_exact(&mut b).unwrap();
-            req.push(b[0]);
-        }
+        let req = read_line(&mut s);
         assert_eq!(req, b"CONNECT 22\n");
         s.write_all(b"OK 1073741824\n").unwrap();
         // Like an SSH server: answer the client's line, then close. The proxy must not
         // need a half-close to get the reply (vhost-device-vsock takes it for a close).
-        let mut line = Vec::new();
-        while !line.ends_with(b"\n") {
-            s.read_exact(&mut b).unwrap();
-            line.push(b[0]);
-        }
+        let line = read_line(&mut s);
         s.write_all(&line).unwrap();
     });
     let mut c = Command::new(BIN)
@@ -248,12 +249,7 @@ fn vsock_proxy_relays_an_interactive_binary_exchange() {
     let l = UnixListener::bind(&p).unwrap();
     let backend = std::thread::spawn(move || {
         let (mut s, _) = l.accept().unwrap();
-        let mut req = Vec::new();
-        let mut b = [0u8; 1];
-        while !req.ends_with(b"\n") {
-            s.read_exact(&mut b).unwrap();
-            req.push(b[0]);
-        }
+        assert_eq!(read_line(&mut s), b"CONNECT 22\n");
         s.write_all(b"OK 22\n").unwrap();
         for round in 0..ROUNDS {
             let mut q = vec![0u8; 100 + round];
