@@ -201,8 +201,7 @@ fn full_guest_vsock(suite: &str) {
     let img = image(&lab);
     let t_image = t0.elapsed();
     let bin = ct_bin("virt-systemd");
-    let state = format!("/run/virt-systemd/domains/{VS_UUID}.json");
-    let readiness = format!("/run/virt-systemd/domains/{VS_UUID}.notify.json");
+    let (_, readiness) = vsock::state_files(VS_UUID);
 
     // An ssh key pair on the host, where the ssh client runs (the lab has none).
     let keydir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("lab-full-ssh-{suite}"));
@@ -268,16 +267,9 @@ fn full_guest_vsock(suite: &str) {
         )) && xml.contains("io.systemd.credential:ssh.authorized_keys.root="),
         "rewrite did not set vmm.notify_socket and the ssh key:\n{xml}"
     );
-    lab.sh(&format!("rm -f {VS_SERIAL}"));
-    lab.virsh(&["define", "/root/fullvs-vsd.xml"]);
-    let t_start = Instant::now();
-    let start = lab.exec(&["virsh", "start", VS_NAME]);
-    assert!(
-        start.status.success(),
-        "virsh start {VS_NAME}: {}\n{}",
-        show(&start),
+    let t_start = vsock::define_and_start(&lab, "/root/fullvs-vsd.xml", VS_NAME, VS_SERIAL, || {
         vsock_diagnostics(&lab)
-    );
+    });
 
     // PID 1's READY=1 (sent when the boot finished) through the listener.
     let wait = lab.exec(&[&bin, "wait-ready", VS_NAME, "--timeout", "600"]);
@@ -289,9 +281,7 @@ fn full_guest_vsock(suite: &str) {
         vsock_diagnostics(&lab)
     );
     let status = text(&wait.stdout).trim().to_string();
-    let raw = lab.read_file(&readiness);
-    let r: serde_json::Value =
-        serde_json::from_slice(&raw).unwrap_or_else(|e| panic!("{readiness}: {e}: {}", text(&raw)));
+    let r = vsock::json(&lab, &readiness);
     assert_eq!(r["ready"], true, "{r}");
     assert_eq!(r["hostname"], VS_HOSTNAME, "X_SYSTEMD_HOSTNAME: {r}");
     assert_eq!(
@@ -299,12 +289,7 @@ fn full_guest_vsock(suite: &str) {
         VS_UUID.replace('-', ""),
         "X_SYSTEMD_MACHINE_ID: {r}"
     );
-    let units: Vec<&str> = r["units_active"]
-        .as_array()
-        .unwrap_or_else(|| panic!("no units_active: {r}"))
-        .iter()
-        .filter_map(|u| u.as_str())
-        .collect();
+    let units = vsock::units_active(&r);
     assert!(
         units.contains(&"multi-user.target") || units.contains(&"basic.target"),
         "{r}"
@@ -373,12 +358,7 @@ fn full_guest_vsock(suite: &str) {
     assert_eq!(fail.status.code(), Some(3), "{}", show(&fail));
 
     // Stop: the hook's release removes the state and the readiness with it.
-    lab.virsh(&["destroy", VS_NAME]);
-    lab.wait_for(
-        "state and readiness removed",
-        Duration::from_secs(60),
-        || (!exists(&lab, &state) && !exists(&lab, &readiness)).then_some(()),
-    );
+    vsock::destroy(&lab, VS_NAME, VS_UUID);
     lab.virsh(&["undefine", VS_NAME]);
     let _ = lab.exec(&[
         "systemctl",

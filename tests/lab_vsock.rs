@@ -76,8 +76,7 @@ fn vsock_end_to_end(suite: &str) {
     let Some(lab) = Lab::up(suite) else { return };
     let t0 = Instant::now();
     let bin = ct_bin("virt-systemd");
-    let state = format!("/run/virt-systemd/domains/{UUID}.json");
-    let readiness = format!("/run/virt-systemd/domains/{UUID}.notify.json");
+    let (state, readiness) = vsock::state_files(UUID);
 
     // The real hook, so starting the domain writes its state file (enabled, notify_port).
     vsock::install_hook(&lab);
@@ -127,16 +126,9 @@ fn vsock_end_to_end(suite: &str) {
         xml.contains("vhost-user-vsock-pci") && !xml.contains("<vsock"),
         "rewrite --no-vsock must keep <qemu:commandline> and add no <vsock>:\n{xml}"
     );
-    lab.sh(&format!("rm -f {SERIAL}"));
-    lab.virsh(&["define", "/root/vsd-vsock-vsd.xml"]);
-    let t_start = Instant::now();
-    let start = lab.exec(&["virsh", "start", NAME]);
-    assert!(
-        start.status.success(),
-        "virsh start {NAME}: {}\n{}",
-        show(&start),
+    let t_start = vsock::define_and_start(&lab, "/root/vsd-vsock-vsd.xml", NAME, SERIAL, || {
         diagnostics(&lab)
-    );
+    });
     let start_secs = t_start.elapsed().as_secs_f64();
 
     // The hook recorded the domain as enabled, with the readiness port.
@@ -163,13 +155,10 @@ fn vsock_end_to_end(suite: &str) {
     let r = json(&lab, &readiness);
     assert_eq!(r["ready"], true, "{r}");
     assert_eq!(r["status"], STATUS, "{r}");
-    let units: Vec<&str> = r["units_active"]
-        .as_array()
-        .unwrap_or_else(|| panic!("no units_active: {r}"))
-        .iter()
-        .filter_map(|u| u.as_str())
-        .collect();
-    assert!(units.contains(&"ssh-access.target"), "{r}");
+    assert!(
+        vsock::units_active(&r).contains(&"ssh-access.target"),
+        "{r}"
+    );
     let by_uuid = lab.exec(&[&bin, "wait-ready", UUID, "--ssh", "--timeout", "30"]);
     assert!(
         by_uuid.status.success(),
@@ -260,12 +249,7 @@ fn vsock_end_to_end(suite: &str) {
     );
 
     // Stop: the hook's release removes the state and the readiness with it.
-    lab.virsh(&["destroy", NAME]);
-    lab.wait_for(
-        "state and readiness removed",
-        Duration::from_secs(60),
-        || (!exists(&lab, &state) && !exists(&lab, &readiness)).then_some(()),
-    );
+    vsock::destroy(&lab, NAME, UUID);
     let after = lab.exec(&[&bin, "wait-ready", NAME, "--timeout", "5"]);
     assert_eq!(
         after.status.code(),

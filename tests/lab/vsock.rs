@@ -7,7 +7,7 @@
 use super::{ct_bin, Lab};
 use std::path::Path;
 use std::process::Output;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 pub const HOOK_LINK: &str = "/etc/libvirt/hooks/qemu.d/50-virt-systemd";
 pub const BACKEND: &str = "/usr/local/bin/vhost-device-vsock";
@@ -85,4 +85,58 @@ pub fn diagnostics(lab: &Lab, serial: &str, backend_unit: &str, dir: &str) -> St
         text(&state.stdout),
         text(&state.stderr)
     )
+}
+
+/// The hook's state file and the listener's readiness file of the domain `uuid`.
+pub fn state_files(uuid: &str) -> (String, String) {
+    let dir = "/run/virt-systemd/domains";
+    (
+        format!("{dir}/{uuid}.json"),
+        format!("{dir}/{uuid}.notify.json"),
+    )
+}
+
+/// Define the domain in `xml` (a path in the lab) and start it as `name`, with its console
+/// log `serial` emptied first; panics with `diagnostics()` when `virsh start` fails.
+/// Returns when the start was asked for.
+pub fn define_and_start(
+    lab: &Lab,
+    xml: &str,
+    name: &str,
+    serial: &str,
+    diagnostics: impl Fn() -> String,
+) -> Instant {
+    lab.sh(&format!("rm -f {serial}"));
+    lab.virsh(&["define", xml]);
+    let t = Instant::now();
+    let start = lab.exec(&["virsh", "start", name]);
+    assert!(
+        start.status.success(),
+        "virsh start {name}: {}\n{}",
+        show(&start),
+        diagnostics()
+    );
+    t
+}
+
+/// The units a readiness record lists as active.
+pub fn units_active(r: &serde_json::Value) -> Vec<&str> {
+    r["units_active"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no units_active: {r}"))
+        .iter()
+        .filter_map(|u| u.as_str())
+        .collect()
+}
+
+/// `virsh destroy name`, then wait until the hook's release removed the domain's state and
+/// readiness files.
+pub fn destroy(lab: &Lab, name: &str, uuid: &str) {
+    let (state, readiness) = state_files(uuid);
+    lab.virsh(&["destroy", name]);
+    lab.wait_for(
+        "state and readiness removed",
+        Duration::from_secs(60),
+        || (!exists(lab, &state) && !exists(lab, &readiness)).then_some(()),
+    );
 }
