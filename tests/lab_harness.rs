@@ -6,10 +6,11 @@
 #[path = "lab/mod.rs"]
 mod lab;
 
-use lab::{announce, ct_bin, Lab, Options, CT_BOOT};
+use lab::{announce, ct_bin, Lab, Options};
 use std::time::{Duration, Instant};
 
 const NAME: &str = "vsd-tiny";
+const UUID: &str = "6c1e1a2b-7d1f-4c57-9c4e-0000000000a1";
 const SERIAL: &str = "/var/log/libvirt/qemu/vsd-tiny-serial.log";
 const HOOK_LOG: &str = "/var/log/lab-hook.log";
 /// A hook that logs its argv and the first line of the XML libvirt feeds it.
@@ -20,28 +21,17 @@ exit 0
 "#;
 
 fn domain_xml() -> String {
-    format!(
-        r#"<domain type='qemu'>
-  <name>{NAME}</name>
-  <memory unit='MiB'>128</memory>
-  <vcpu>1</vcpu>
-  <os>
-    <type arch='x86_64' machine='q35'>hvm</type>
-    <kernel>{CT_BOOT}/vmlinuz</kernel>
-    <initrd>{CT_BOOT}/tiny-initrd.img</initrd>
-    <cmdline>console=ttyS0 panic=-1 loglevel=4</cmdline>
-  </os>
-  <on_poweroff>destroy</on_poweroff>
-  <devices>
-    <serial type='file'>
-      <source path='{SERIAL}'/>
-      <target port='0'/>
-    </serial>
-    <memballoon model='none'/>
-  </devices>
-</domain>
-"#
-    )
+    lab::Domain {
+        name: NAME,
+        uuid: UUID,
+        memory_mib: 128,
+        vcpus: 1,
+        initrd: "tiny-initrd.img",
+        cmdline: "console=ttyS0 panic=-1 loglevel=4",
+        serial: SERIAL,
+        vhost: None,
+    }
+    .xml()
 }
 
 fn harness(suite: &str, libvirt_cgroups: bool) {
