@@ -23,16 +23,11 @@ const HOOK_LINK: &str = "/etc/libvirt/hooks/qemu.d/50-virt-systemd";
 const LONG: Duration = Duration::from_secs(90);
 
 fn xml(name: &str, uuid: &str) -> String {
-    lab::Domain {
+    lab::Domain::tiny(
         name,
         uuid,
-        memory_mib: 128,
-        vcpus: 1,
-        initrd: "tiny-initrd.img",
-        cmdline: "console=ttyS0 panic=-1 loglevel=4",
-        serial: &format!("/var/log/libvirt/qemu/{name}-serial.log"),
-        vhost: None,
-    }
+        &format!("/var/log/libvirt/qemu/{name}-serial.log"),
+    )
     .xml()
 }
 

@@ -21,17 +21,7 @@ exit 0
 "#;
 
 fn domain_xml() -> String {
-    lab::Domain {
-        name: NAME,
-        uuid: UUID,
-        memory_mib: 128,
-        vcpus: 1,
-        initrd: "tiny-initrd.img",
-        cmdline: "console=ttyS0 panic=-1 loglevel=4",
-        serial: SERIAL,
-        vhost: None,
-    }
-    .xml()
+    lab::Domain::tiny(NAME, UUID, SERIAL).xml()
 }
 
 fn harness(suite: &str, libvirt_cgroups: bool) {

@@ -63,16 +63,11 @@ fn manifest_paths() -> Vec<(String, String)> {
 }
 
 fn domain_xml() -> String {
-    lab::Domain {
-        name: NAME,
-        uuid: UUID,
-        memory_mib: 128,
-        vcpus: 1,
-        initrd: "tiny-initrd.img",
-        cmdline: "console=ttyS0 panic=-1 loglevel=4",
-        serial: &format!("/var/log/libvirt/qemu/{NAME}-serial.log"),
-        vhost: None,
-    }
+    lab::Domain::tiny(
+        NAME,
+        UUID,
+        &format!("/var/log/libvirt/qemu/{NAME}-serial.log"),
+    )
     .xml()
 }
 

@@ -580,7 +580,21 @@ pub struct Domain<'a> {
     pub vhost: Option<&'a str>,
 }
 
-impl Domain<'_> {
+impl<'a> Domain<'a> {
+    /// The smallest guest: the tiny initrd, which prints a line and idles, no vsock.
+    pub fn tiny(name: &'a str, uuid: &'a str, serial: &'a str) -> Domain<'a> {
+        Domain {
+            name,
+            uuid,
+            memory_mib: 128,
+            vcpus: 1,
+            initrd: "tiny-initrd.img",
+            cmdline: "console=ttyS0 panic=-1 loglevel=4",
+            serial,
+            vhost: None,
+        }
+    }
+
     pub fn xml(&self) -> String {
         let Domain {
             name,
