@@ -185,6 +185,18 @@ fn listener_socket_activated() {
     assert_eq!(String::from_utf8_lossy(&o.stdout).trim(), "activated");
 }
 
+/// `vsock-proxy --uds BACKEND 22` with its stdin and stdout piped to the test.
+fn proxy_to_port_22(backend: &Path) -> Child {
+    Command::new(BIN)
+        .args(["vsock-proxy", "--uds"])
+        .arg(backend)
+        .arg("22")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
 /// One line from `s`, newline included, a byte at a time (nothing past it is consumed).
 fn read_line(s: &mut UnixStream) -> Vec<u8> {
     let (mut line, mut b) = (Vec::new(), [0u8; 1]);
@@ -212,14 +224,7 @@ fn vsock_proxy_through_a_hybrid_backend_socket() {
         let line = read_line(&mut s);
         s.write_all(&line).unwrap();
     });
-    let mut c = Command::new(BIN)
-        .args(["vsock-proxy", "--uds"])
-        .arg(&p)
-        .arg("22")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut c = proxy_to_port_22(&p);
     c.stdin
         .take()
         .unwrap()
@@ -258,16 +263,7 @@ fn vsock_proxy_relays_an_interactive_binary_exchange() {
             s.write_all(&vec![0x80 | round as u8; 52 + round]).unwrap();
         }
     });
-    let mut c = Kill(
-        Command::new(BIN)
-            .args(["vsock-proxy", "--uds"])
-            .arg(&p)
-            .arg("22")
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .spawn()
-            .unwrap(),
-    );
+    let mut c = Kill(proxy_to_port_22(&p));
     let mut stdin = c.0.stdin.take().unwrap();
     let mut stdout = c.0.stdout.take().unwrap();
     let fd = stdout.as_raw_fd();
