@@ -18,12 +18,12 @@
 //! key, text credentials with characters to escape, a fw_cfg secret credential, kernel
 //! command line), the bare defaults (vsock + notify only), and the full set with `--force`.
 
-use virt_systemd::config::RewriteDefaults;
-use virt_systemd::credential::{Credential, Value};
-use virt_systemd::domain::{self, DomainXml};
-use virt_systemd::intent::Request;
-use virt_systemd::metadata;
-use virt_systemd::render::{self, strip::Mode};
+use virt_systemd_core::config::RewriteDefaults;
+use virt_systemd_core::credential::{Credential, Value};
+use virt_systemd_core::domain::{self, DomainXml};
+use virt_systemd_core::intent::Request;
+use virt_systemd_core::metadata;
+use virt_systemd_core::render::{self, strip::Mode};
 
 fn new_uuid() -> String {
     "6c1e1a2b-7d1f-4c57-9c4e-1a2b3c4d5e6f".to_string()
@@ -132,7 +132,7 @@ pub fn check_all(data: &[u8]) {
 /// from text and CDATA pieces covers the first piece only, so text ranges are compared at
 /// their start.
 pub fn parsers_agree(input: &str) {
-    use virt_systemd::xdom;
+    use virt_systemd_core::xdom;
     let ours = xdom::Document::parse(input);
     let opts = roxmltree::ParsingOptions {
         allow_dtd: false,
@@ -170,15 +170,15 @@ fn deliberate(input: &str) -> bool {
 
 /// Both parsers accept `text` (roxmltree unless `deliberate` applies).
 fn well_formed(text: &str) -> Result<(), String> {
-    virt_systemd::xdom::Document::parse(text).map_err(|e| format!("xdom: {e:?}"))?;
+    virt_systemd_core::xdom::Document::parse(text).map_err(|e| format!("xdom: {e:?}"))?;
     match roxmltree::Document::parse(text) {
         Err(e) if !deliberate(text) => Err(format!("roxmltree: {e}")),
         _ => Ok(()),
     }
 }
 
-fn same_node(input: &str, a: virt_systemd::xdom::Node, b: roxmltree::Node) {
-    use virt_systemd::xdom::NodeType as T;
+fn same_node(input: &str, a: virt_systemd_core::xdom::Node, b: roxmltree::Node) {
+    use virt_systemd_core::xdom::NodeType as T;
     let kind = match b.node_type() {
         roxmltree::NodeType::Root => T::Root,
         roxmltree::NodeType::Element => T::Element,
@@ -280,7 +280,7 @@ fn refs_no_char(input: &str) -> bool {
 /// Law 0b.
 pub fn partial_tree_suffices(input: &str) {
     let run = || {
-        let show = |r: virt_systemd::error::Result<render::Outcome>| {
+        let show = |r: virt_systemd_core::error::Result<render::Outcome>| {
             r.map(|o| (o.text, o.notes)).map_err(|e| e.to_string())
         };
         (

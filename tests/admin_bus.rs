@@ -8,11 +8,11 @@ use std::path::Path;
 use std::process::{Command, Output};
 
 const BIN: &str = env!("CARGO_BIN_EXE_virt-systemd");
-const HOOK: &str = env!("CARGO_BIN_EXE_virt-systemd-hook");
 const UUID: &str = "5f0c3a52-6f7e-4d1a-9a53-0d2f8c1e4b11";
 
 #[path = "common/bus.rs"]
 mod bus;
+use bus::bins::hook;
 use bus::{dbus_daemon, FakeMachine, MachineError};
 
 struct Manager;
@@ -227,7 +227,7 @@ fn doctor_all_pass_then_each_fault() {
 
     // Install it; the (fake) daemon started an hour from "now": everything passes.
     let o = Command::new(BIN)
-        .args(["hook-install", "--hook", HOOK])
+        .args(["hook-install", "--hook", hook()])
         .env("VIRT_SYSTEMD_HOOKS_DIR", &hooks)
         .output()
         .unwrap();

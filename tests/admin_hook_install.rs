@@ -7,7 +7,9 @@ use std::path::Path;
 use std::process::{Command, Output};
 
 const BIN: &str = env!("CARGO_BIN_EXE_virt-systemd");
-const HOOK: &str = env!("CARGO_BIN_EXE_virt-systemd-hook");
+#[path = "common/bins.rs"]
+mod bins;
+use bins::hook;
 
 fn run(hooks: &Path, args: &[&str]) -> Output {
     Command::new(BIN)
@@ -36,9 +38,9 @@ fn install_uninstall_cycle() {
     let o = run(&hooks, &[]);
     let (out, err) = text(&o);
     assert_eq!(o.status.code(), Some(0), "{err}");
-    assert_eq!(std::fs::read_link(&link).unwrap(), Path::new(HOOK));
+    assert_eq!(std::fs::read_link(&link).unwrap(), Path::new(hook()));
     assert!(
-        out.starts_with(&format!("installed {} → {HOOK}\n", link.display())),
+        out.starts_with(&format!("installed {} → {}\n", link.display(), hook())),
         "{out}"
     );
     assert!(
@@ -74,7 +76,9 @@ fn install_uninstall_cycle() {
 
     // --hook and --uninstall do not go together.
     assert_eq!(
-        run(&hooks, &["--uninstall", "--hook", HOOK]).status.code(),
+        run(&hooks, &["--uninstall", "--hook", hook()])
+            .status
+            .code(),
         Some(2)
     );
 }
@@ -86,7 +90,7 @@ fn foreign_link_is_kept() {
     std::fs::create_dir_all(hooks.join("qemu.d")).unwrap();
     let link = hooks.join("qemu.d/50-virt-systemd");
     std::os::unix::fs::symlink("/usr/local/bin/my-hook", &link).unwrap();
-    for args in [&["--hook", HOOK][..], &["--uninstall"][..]] {
+    for args in [&["--hook", hook()][..], &["--uninstall"][..]] {
         let o = run(&hooks, args);
         let (_, err) = text(&o);
         assert_eq!(o.status.code(), Some(7), "{args:?}: {err}");
@@ -101,7 +105,7 @@ fn foreign_link_is_kept() {
 #[test]
 fn missing_hooks_dir() {
     let d = tempfile::tempdir().unwrap();
-    let o = run(&d.path().join("nope"), &["--hook", HOOK]);
+    let o = run(&d.path().join("nope"), &["--hook", hook()]);
     assert_eq!(o.status.code(), Some(6));
     assert!(
         text(&o).1.contains("is libvirt installed?"),
@@ -125,7 +129,7 @@ fn unprivileged_user_gets_permission_denied() {
     std::fs::set_permissions(&hooks, std::fs::Permissions::from_mode(0o755)).unwrap();
     let o = Command::new("setpriv")
         .args(["--reuid=65534", "--regid=65534", "--clear-groups", BIN])
-        .args(["--config", "/dev/null", "hook-install", "--hook", HOOK])
+        .args(["--config", "/dev/null", "hook-install", "--hook", hook()])
         .env("VIRT_SYSTEMD_HOOKS_DIR", &hooks)
         .output()
         .unwrap();

@@ -4,6 +4,9 @@
 //! `virt-systemd-libvirt` links it.
 //! Needs `readelf` (binutils).
 
+#[path = "common/bins.rs"]
+mod bins;
+
 use std::process::Command;
 
 fn needed(bin: &str) -> Vec<String> {
@@ -26,10 +29,7 @@ fn needed(bin: &str) -> Vec<String> {
 
 #[test]
 fn hook_and_cli_do_not_link_libvirt() {
-    for bin in [
-        env!("CARGO_BIN_EXE_virt-systemd-hook"),
-        env!("CARGO_BIN_EXE_virt-systemd"),
-    ] {
+    for bin in [bins::hook(), env!("CARGO_BIN_EXE_virt-systemd")] {
         let libs = needed(bin);
         assert!(!libs.is_empty(), "readelf found no NEEDED entries at all");
         assert!(
@@ -42,7 +42,7 @@ fn hook_and_cli_do_not_link_libvirt() {
 #[test]
 fn libvirt_helper_does_link_libvirt() {
     // The check above would be vacuous if this did not find libvirt where it is.
-    let cli = needed(env!("CARGO_BIN_EXE_virt-systemd-libvirt"));
+    let cli = needed(bins::libvirt_helper());
     assert!(
         cli.iter().any(|l| l.starts_with("libvirt.so")),
         "virt-systemd-libvirt links {cli:?}"

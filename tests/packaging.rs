@@ -1,7 +1,7 @@
 //! Packaging checks (fast, no root): the committed man pages and completions are what the
 //! clap definitions generate; the .deb, the RPM spec's %files and the PKGBUILD install the
 //! same files, all checked against the one list in `packaging/install-manifest`; the config
-//! file, its man page and `src/config.rs` agree; the units fit the CLI.
+//! file, its man page and `crates/core/src/config.rs` agree; the units fit the CLI.
 //!
 //! The .deb test needs dpkg-deb and dpkg-shlibdeps (Debian), the spec test reads the spec
 //! as text (rpmbuild itself runs in `make rpm`), the PKGBUILD test needs bash.
@@ -36,7 +36,10 @@ fn bin_dir() -> PathBuf {
 
 fn cargo_version() -> String {
     let t: toml::Table = read("Cargo.toml").parse().unwrap();
-    t["package"]["version"].as_str().unwrap().to_string()
+    t["workspace"]["package"]["version"]
+        .as_str()
+        .unwrap()
+        .to_string()
 }
 
 // ---------------------------------------------------------------------------------------
@@ -143,12 +146,22 @@ fn manifest_sources_exist_and_paths_are_unique() {
 
 #[test]
 fn every_cargo_binary_is_packaged() {
-    let t: toml::Table = read("Cargo.toml").parse().unwrap();
-    let cargo: BTreeSet<String> = t["bin"]
+    // Every [[bin]] of every workspace member.
+    let top: toml::Table = read("Cargo.toml").parse().unwrap();
+    let cargo: BTreeSet<String> = top["workspace"]["members"]
         .as_array()
         .unwrap()
         .iter()
-        .map(|b| b["name"].as_str().unwrap().to_string())
+        .map(|m| format!("{}/Cargo.toml", m.as_str().unwrap()))
+        .flat_map(|m| {
+            let t: toml::Table = read(&m).parse().unwrap();
+            t.get("bin")
+                .and_then(|b| b.as_array())
+                .into_iter()
+                .flatten()
+                .map(|b| b["name"].as_str().unwrap().to_string())
+                .collect::<Vec<_>>()
+        })
         .collect();
     let packaged: BTreeSet<String> = manifest(SITE_ZSH)
         .into_iter()
@@ -812,9 +825,9 @@ fn units_and_paths_fit_the_code() {
         .contains("enable virt-systemd-notify.socket"));
 }
 
-/// `(section, key)` of every field of the configuration structs in src/config.rs.
+/// `(section, key)` of every field of the configuration structs in crates/core/src/config.rs.
 fn config_keys() -> Vec<(String, String)> {
-    let src = read("src/config.rs");
+    let src = read("crates/core/src/config.rs");
     let mut structs: BTreeMap<String, Vec<(String, String)>> = BTreeMap::new();
     let mut cur: Option<String> = None;
     for l in src.lines() {
@@ -841,7 +854,7 @@ fn config_keys() -> Vec<(String, String)> {
     }
     let top = structs
         .get("Config")
-        .expect("struct Config in src/config.rs");
+        .expect("struct Config in crates/core/src/config.rs");
     let mut keys = Vec::new();
     for (section, ty) in top {
         keys.push((section.clone(), String::new()));
@@ -894,7 +907,7 @@ fn every_config_key_is_documented_and_in_the_default_file() {
     }
     assert!(
         missing.is_empty(),
-        "configuration keys of src/config.rs not documented:\n{}",
+        "configuration keys of crates/core/src/config.rs not documented:\n{}",
         missing.join("\n")
     );
 }

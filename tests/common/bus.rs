@@ -3,6 +3,9 @@
 //! libvirt would run it against such a bus.
 #![allow(dead_code)]
 
+#[path = "bins.rs"]
+pub mod bins;
+
 use std::io::{BufRead, BufReader, Write};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
@@ -49,7 +52,7 @@ pub fn dbus_daemon(dir: &Path) -> Daemon {
 /// Start `virt-systemd-hook web OP begin -` as libvirt would, with `config` and the bus at
 /// `bus`, logging to stderr, `xml` on its stdin (closed after).
 pub fn spawn_hook(config: &Path, bus: &str, op: &str, xml: &str) -> Child {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_virt-systemd-hook"))
+    let mut c = Command::new(bins::hook())
         .args(["web", op, "begin", "-"])
         .env("VIRT_SYSTEMD_CONFIG", config)
         .env("VIRT_SYSTEMD_LOG_STDERR", "1")

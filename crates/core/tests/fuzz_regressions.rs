@@ -2,12 +2,13 @@
 //! with the fuzz target's own laws and requests (fuzz/laws.rs), so they stay fixed
 //! without cargo-fuzz.
 
-#[path = "../fuzz/laws.rs"]
+#[path = "../../../fuzz/laws.rs"]
 mod laws;
 
 #[test]
 fn fuzz_regressions() {
-    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/regressions/rewrite");
+    let dir =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fuzz/regressions/rewrite");
     let mut n = 0;
     for e in std::fs::read_dir(dir).unwrap() {
         let p = e.unwrap().path();

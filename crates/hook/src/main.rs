@@ -1,11 +1,11 @@
 //! libvirt QEMU hook: `NAME OP SUBOP EXTRA`, domain XML on stdin. Thin: everything is in
-//! `virt_systemd::hook`. Must not link libvirt (a test checks the dynamic section).
+//! `virt_systemd_hook::hook`. Must not link libvirt (a test checks the dynamic section).
 
 use std::io::Read;
-use virt_systemd::config::{self, Config};
+use virt_systemd_core::config::{self, Config};
 
 fn main() {
-    virt_systemd::logging::init("virt-systemd-hook");
+    virt_systemd_hook::logging::init("virt-systemd-hook");
     let argv: Vec<String> = std::env::args().skip(1).collect();
     // Room for a typical domain XML at once: read_to_end otherwise starts at 32 bytes and
     // doubles, one read(2) per step.
@@ -19,6 +19,6 @@ fn main() {
         tracing::warn!("{e}; using built-in defaults");
         Config::default()
     });
-    let code = virt_systemd::hook::run(&argv, &stdin, &cfg, &Default::default());
+    let code = virt_systemd_hook::hook::run(&argv, &stdin, &cfg, &Default::default());
     std::process::exit(code);
 }

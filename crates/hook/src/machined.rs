@@ -600,7 +600,7 @@ mod tests {
         assert!(n.ends_with("-0f1e2d3c"));
         assert_eq!(fallback_name("web", U), "web-0f1e2d3c");
         for n in [machine_name(&long, U), fallback_name(&"a.".repeat(40), U)] {
-            assert!(crate::credential::hostname_is_valid(&n), "{n}");
+            assert!(virt_systemd_core::credential::hostname_is_valid(&n), "{n}");
         }
         // The prefetched lookup's name is the final name whenever it exists.
         for d in ["web-01", "web_01", "_a_..b_", "___", &long, &"y".repeat(64)] {

@@ -3,13 +3,13 @@
 //! that what was asked for is what is rendered.
 
 use proptest::prelude::*;
-use virt_systemd::config::RewriteDefaults;
-use virt_systemd::credential::{Credential, Kind, Value};
-use virt_systemd::domain::DomainXml;
-use virt_systemd::intent::Request;
-use virt_systemd::metadata::ManagedCredential;
-use virt_systemd::render::{self, current_value, strip::Mode};
-use virt_systemd::report;
+use virt_systemd_core::config::RewriteDefaults;
+use virt_systemd_core::credential::{Credential, Kind, Value};
+use virt_systemd_core::domain::DomainXml;
+use virt_systemd_core::intent::Request;
+use virt_systemd_core::metadata::ManagedCredential;
+use virt_systemd_core::render::{self, current_value, strip::Mode};
+use virt_systemd_core::report;
 
 const UUID: &str = "0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0";
 
@@ -388,7 +388,7 @@ fn kinds_round_trip_through_the_record() {
     });
     let out = rewrite(&input, &r);
     let d = DomainXml::parse(&out).unwrap();
-    let rec = virt_systemd::metadata::read(&d).unwrap().unwrap();
+    let rec = virt_systemd_core::metadata::read(&d).unwrap().unwrap();
     assert_eq!(rec.credential("bin").unwrap().kind, Kind::Binary);
     assert_eq!(rec.credential("sec").unwrap().kind, Kind::Fwcfg);
     assert!(out.contains("<entry name='opt/io.systemd.credentials/sec' file='/etc/secret key'/>"));

@@ -3,9 +3,6 @@
 //! user-space vsock backends (socket path → domain). Every connection is bounded in size,
 //! time and number, so one guest cannot hurt another.
 
-use super::protocol::{self, Readiness, MESSAGE_MAX};
-use crate::logging::MSG_READY;
-use crate::state::{DomainState, Store};
 use std::collections::HashMap;
 use std::io::Read;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
@@ -14,6 +11,9 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 use tracing::{info, warn};
+use virt_systemd_core::notify::protocol::{self, Readiness, MESSAGE_MAX};
+use virt_systemd_hook::logging::MSG_READY;
+use virt_systemd_hook::state::{DomainState, Store};
 
 #[derive(Debug, Clone)]
 pub struct Limits {

@@ -6,11 +6,11 @@
 //! diff never shows passwords, and works on a read-only connection. libvirt's define replaces the definition as a
 //! whole, so either everything is written or nothing is.
 
+use crate::diff;
 use crate::libvirt::{Dom, Libvirt};
 use virt_systemd::cli::rewrite::request;
 use virt_systemd::cli::{DisableArgs, EnableArgs};
 use virt_systemd::config::Config;
-use virt_systemd::diff;
 use virt_systemd::doctor::{gather_vhost_vsock, HostPaths};
 use virt_systemd::domain::DomainXml;
 use virt_systemd::error::{Error, Result};
@@ -196,7 +196,7 @@ mod tests {
 
     fn node() -> String {
         format!(
-            "test://{}/tests/admin_data/node.xml",
+            "test://{}/../../tests/admin_data/node.xml",
             env!("CARGO_MANIFEST_DIR")
         )
     }

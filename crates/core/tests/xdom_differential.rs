@@ -4,7 +4,7 @@
 //! the rewriter parses (only the parts `domain::keep` selects) gives the same results as
 //! the whole tree on the corpus.
 
-#[path = "../fuzz/laws.rs"]
+#[path = "../../../fuzz/laws.rs"]
 #[allow(dead_code)]
 mod laws;
 
@@ -12,7 +12,9 @@ use proptest::prelude::*;
 use std::path::Path;
 
 fn files(dir: &str) -> Vec<String> {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join(dir);
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .join(dir);
     let mut out = Vec::new();
     for e in std::fs::read_dir(&dir).unwrap() {
         let p = e.unwrap().path();

@@ -2,6 +2,7 @@
 //! doctor), exec'ed by `virt-systemd` with the same arguments. The only binary that links
 //! libvirt.so; the others stay light (the hook must never load it).
 
+mod diff;
 mod doctor;
 mod enable;
 mod libvirt;

@@ -18,13 +18,13 @@ use criterion::{black_box, criterion_group, criterion_main, BenchmarkId, Criteri
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
-use virt_systemd::config::RewriteDefaults;
-use virt_systemd::credential::{Credential, Value};
-use virt_systemd::domain::DomainXml;
-use virt_systemd::intent::Request;
-use virt_systemd::render::{self, strip::Mode};
+use virt_systemd_core::config::RewriteDefaults;
+use virt_systemd_core::credential::{Credential, Value};
+use virt_systemd_core::domain::DomainXml;
+use virt_systemd_core::intent::Request;
+use virt_systemd_core::render::{self, strip::Mode};
 
-const TYPICAL: &str = include_str!("../bench/typical.xml");
+const TYPICAL: &str = include_str!("../../../bench/typical.xml");
 const UUID: &str = "6c1e1a2b-7d1f-4c57-9c4e-1a2b3c4d5e6f";
 
 fn new_uuid() -> String {
@@ -33,7 +33,7 @@ fn new_uuid() -> String {
 
 /// The large input, generated on first use.
 fn large() -> String {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let root = Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../.."));
     let path: PathBuf = root.join("bench/out/large.xml");
     if !path.exists() {
         let st = Command::new("bash")
