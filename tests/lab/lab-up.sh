@@ -34,6 +34,7 @@ if [ ${#need[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
 fi
 
+lab_need_mirror
 KEY="$(sha256sum < "$LAB_SRC/rootfs.sh" | cut -d' ' -f1) $SUITE $MIRROR"
 
 # ---------------------------------------------------------------- already running?

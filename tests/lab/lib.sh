@@ -13,7 +13,8 @@
 #   LAB_LOCK_HELD=1             the caller already holds LAB_LOCK (the Rust helper does)
 #   LAB_FRESH=1                 lab-up.sh restarts a running lab instead of reusing it (the Rust
 #                               helper does: a lab running when it gets the lock is stale)
-#   MIRROR                      Debian mirror (default http://deb.debian.org/debian)
+#   MIRROR                      Debian mirror for debootstrap (default: the one the host's apt
+#                               uses, from /etc/apt/sources.list{,.d/*.list,.d/*.sources})
 
 LAB_SRC=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 REPO=$(cd "$LAB_SRC/../.." && pwd)
@@ -22,7 +23,7 @@ SUITE=${SUITE:-trixie}
 case "$SUITE" in trixie|bookworm|sid) ;; *) echo "lab: unsupported SUITE=$SUITE (trixie, bookworm, sid)" >&2; exit 2;; esac
 LAB_DIR=${LAB_DIR:-$TARGET_DIR/lab}
 LAB_BIN_DIR=${LAB_BIN_DIR:-$TARGET_DIR/debug}
-MIRROR=${MIRROR:-http://deb.debian.org/debian}
+MIRROR=${MIRROR:-}
 LAB_LIBVIRT_CGROUPS=${LAB_LIBVIRT_CGROUPS:-0}
 LAB_LOCK=${LAB_LOCK:-/run/lock/virt-systemd-lab.lock}
 ROOT=$LAB_DIR/root-$SUITE
@@ -64,4 +65,40 @@ lab_leader() {
 ct() {
   local l; l=$(lab_leader) || lab_die "container $MACHINE is not running"
   nsenter -t "$l" -a env -i PATH="$CT_PATH" HOME=/root LANG=C.UTF-8 TERM=dumb "$@"
+}
+
+# The Debian archive the host's apt uses: the first URI of an enabled `deb` entry (deb822
+# `URIs:` or a one-line `deb URI SUITE …`) for a Debian suite that is not -security (those
+# live in another archive). Third-party repositories are skipped by their suite names.
+lab_host_mirror() {
+  local suites='^(buster|bullseye|bookworm|trixie|forky|duke|sid|unstable|testing|stable|oldstable)(-updates|-backports)?$'
+  local f
+  local apt=${LAB_APT_DIR:-/etc/apt}
+  for f in "$apt/sources.list" "$apt"/sources.list.d/*.list; do
+    [ -r "$f" ] || continue
+    awk -v re="$suites" '$1 == "deb" { i = 2; if ($2 ~ /^\[/) while (i <= NF && $i !~ /\]$/) i++
+                                      if ($2 ~ /^\[/) i++
+                                      if ($(i + 1) ~ re) { print $i; exit } }' "$f"
+  done
+  for f in "$apt"/sources.list.d/*.sources; do
+    [ -r "$f" ] || continue
+    awk -v re="$suites" '
+      function flush() { if (types ~ /(^| )deb( |$)/ && enabled != "no" && uri != "" && ok) { print uri; found = 1 }
+                         types = ""; uri = ""; ok = 0; enabled = "" }
+      /^[ \t]*$/ { flush(); if (found) exit; next }
+      /^#/ { next }
+      tolower($1) == "types:" { types = $0; sub(/^[^:]*:[ \t]*/, "", types) }
+      tolower($1) == "uris:" { uri = $2 }
+      tolower($1) == "enabled:" { enabled = tolower($2) }
+      tolower($1) == "suites:" { for (i = 2; i <= NF; i++) if ($i ~ re) ok = 1 }
+      END { if (!found) flush() }' "$f"
+  done
+}
+
+# Set MIRROR (unless given) for the scripts that fetch packages, or fail saying how to.
+lab_need_mirror() {
+  [ -n "$MIRROR" ] && return 0
+  MIRROR=$(lab_host_mirror | head -n 1)
+  [ -n "$MIRROR" ] || lab_die "no Debian mirror: the host's apt sources (/etc/apt/sources.list, /etc/apt/sources.list.d/) name none; set MIRROR=URL"
+  export MIRROR
 }

@@ -14,6 +14,7 @@ set -euo pipefail
 . "$(dirname "$0")/../lib.sh"
 [ "$(id -u)" = 0 ] || lab_die "must run as root"
 mkdir -p "$LAB_DIR/images" "$STATE"
+lab_need_mirror
 KEY="$(cat "$LAB_SRC/guest/full-image.sh" "$LAB_SRC/guest/full-report.sh" | sha256sum | cut -d' ' -f1) $SUITE $MIRROR"
 OUT=$LAB_DIR/images/full-$SUITE-$(echo "$KEY" | sha256sum | cut -c1-12).cpio.zst
 find "$LAB_DIR/images" -maxdepth 1 -name "full-$SUITE*.cpio.zst*" -mtime +7 -delete 2>/dev/null || true
