@@ -1,7 +1,8 @@
 #!/bin/bash
 # Fuzz the rewriter (fuzz/fuzz_targets/rewrite.rs) with cargo-fuzz / libFuzzer.
 #
-#   fuzz/smoke.sh                 short smoke run for CI: 60 s, one process
+#   fuzz/smoke.sh                 short smoke run: 60 s, one process (opt-in; not in CI's
+#                                 default run: FUZZ_SECONDS=N tests/run.sh runs it first)
 #   fuzz/smoke.sh 300             smoke run of 300 s
 #   fuzz/smoke.sh --long [SECS]   opt-in long run: default 1 h, one worker per CPU
 #                                 (-fork), keeps going after a crash and lists all of them
@@ -37,7 +38,7 @@ if ! cargo fuzz --version >/dev/null 2>&1; then
   cargo install --locked cargo-fuzz --version '^0.13' >&2
 fi
 
-# Same dependency versions as the main package; cargo adds the fuzz-only ones.
+# Same dependency versions as the workspace; cargo adds the fuzz-only ones.
 cp ../Cargo.lock Cargo.lock
 
 target=rewrite
