@@ -327,12 +327,14 @@ fn doctor_all_pass_then_each_fault() {
     );
 }
 
-struct Silent;
+/// A machined that never answers; counts the questions.
+struct Silent(std::sync::Arc<std::sync::atomic::AtomicUsize>);
 
 #[zbus::interface(name = "org.freedesktop.machine1.Manager")]
 impl Silent {
     #[zbus(name = "GetMachine")]
     async fn get_machine(&self, _name: &str) -> zbus::zvariant::OwnedObjectPath {
+        self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         std::future::pending::<()>().await;
         unreachable!()
     }
@@ -342,24 +344,36 @@ impl Silent {
 fn status_survives_a_silent_machined() {
     let dir = tempfile::tempdir().unwrap();
     let bus = dbus_daemon(dir.path());
+    let asked = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let _m = zbus::blocking::connection::Builder::address(bus.1.as_str())
         .unwrap()
         .name("org.freedesktop.machine1")
         .unwrap()
-        .serve_at("/org/freedesktop/machine1", Silent)
+        .serve_at("/org/freedesktop/machine1", Silent(asked.clone()))
         .unwrap()
         .build()
         .unwrap();
-    let t = std::time::Instant::now();
     let o = run(
         &["--config", "/dev/null", "-c", &node(), "status", "--json"],
         &[("DBUS_SYSTEM_BUS_ADDRESS", &bus.1)],
     );
-    let took = t.elapsed();
     assert_eq!(o.status.code(), Some(0));
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
-    assert!(v["machined"].is_string(), "{v}");
+    let why = v["machined"].as_str().unwrap_or_else(|| panic!("{v}"));
     assert_eq!(v["domains"].as_array().unwrap().len(), 3);
-    // One call times out (1.5 s); after that machined is not asked again.
-    assert!(took < std::time::Duration::from_secs(5), "took {took:?}");
+    // One call times out (1.5 s); after that machined is not asked again, whichever domain
+    // comes next. (Counted, not timed: three timeouts would also fit in a few seconds.)
+    // On a machine too loaded to connect within 1.5 s, the connection is what failed, and
+    // machined is not asked at all.
+    let count = || asked.load(std::sync::atomic::Ordering::SeqCst);
+    if why.contains("cannot ask systemd-machined") {
+        // The question may reach the stand-in after status gave up on it.
+        let t = std::time::Instant::now();
+        while count() == 0 && t.elapsed() < std::time::Duration::from_secs(60) {
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        assert_eq!(count(), 1, "{why}");
+    } else {
+        assert_eq!(count(), 0, "{why}");
+    }
 }

@@ -223,7 +223,22 @@ fn ex_probed_once_per_machined_and_getall_on_release() {
 
     // A restarted machined (new unique name) may have been upgraded: asked again.
     drop(conn);
-    let _conn = machined(&d.1, &calls, leader);
+    let conn = machined(&d.1, &calls, leader);
+    // The bus hands the name over when it has seen the old connection go, which need not
+    // have happened yet (the new one's request waits in the queue): wait until it has.
+    let dbus = zbus::blocking::fdo::DBusProxy::new(&conn).unwrap();
+    let me = conn.unique_name().unwrap().to_owned();
+    let t = std::time::Instant::now();
+    while !dbus
+        .get_name_owner("org.freedesktop.machine1".try_into().unwrap())
+        .is_ok_and(|o| *o == me)
+    {
+        assert!(
+            t.elapsed() < std::time::Duration::from_secs(60),
+            "the restarted machined never got its name"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
     hook(dir.path(), &d.1, "started");
     let c = take();
     assert_eq!((ex(&c), with_network(&c)), (1, 1), "{c:?}");

@@ -2,10 +2,18 @@
 //! bus that drops mid-call, no machined at all. A real private dbus-daemon carries the
 //! calls; an in-process zbus service stands in for machined only to inject the fault.
 //! Each case asserts the hook exits 0, says why in its log, and leaves the "VM" alone.
+//!
+//! No assertion depends on which of two timers fires first or on the hook finishing within
+//! a few hundred milliseconds (issue 12): where a case tests the D-Bus deadline the backstop
+//! gets a minute of grace ([`NO_BACKSTOP`]), where it tests the backstop nothing else can
+//! end the hook, and deadlines that are not under test get room.
 
 use std::process::{Child, Command};
 use std::sync::mpsc;
 use std::time::Duration;
+
+/// `[hook] grace_ms` where the backstop must not fire before the D-Bus deadline's own error.
+const NO_BACKSTOP: u64 = 60_000;
 
 const UUID: &str = "6c1e1a2b-7d1f-4c57-9c4e-1a2b3c4d5e6f";
 
@@ -48,6 +56,8 @@ fn fake_machined(addr: &str) -> (zbus::blocking::Connection, mpsc::Receiver<()>)
 struct Setup {
     dir: tempfile::TempDir,
     vm: Child,
+    /// The hook's own bounds: `[machined] timeout_ms` + `[hook] grace_ms`.
+    bound: Duration,
 }
 
 impl Drop for Setup {
@@ -57,7 +67,9 @@ impl Drop for Setup {
     }
 }
 
-fn setup(timeout_ms: u64) -> Setup {
+/// A "VM", its pid file and a config with the D-Bus deadline `timeout_ms` and the backstop
+/// `grace_ms` after it.
+fn setup(timeout_ms: u64, grace_ms: u64) -> Setup {
     let dir = tempfile::tempdir().unwrap();
     // Stands in for QEMU: must survive whatever the hook runs into.
     let vm = Command::new("sleep").arg("300").spawn().unwrap();
@@ -65,12 +77,16 @@ fn setup(timeout_ms: u64) -> Setup {
     std::fs::write(
         dir.path().join("config.toml"),
         format!(
-            "[machined]\ntimeout_ms = {timeout_ms}\n[hook]\npid_dir = \"{0}\"\nstate_dir = \"{0}/state\"\n",
+            "[machined]\ntimeout_ms = {timeout_ms}\n[hook]\ngrace_ms = {grace_ms}\npid_dir = \"{0}\"\nstate_dir = \"{0}/state\"\n",
             dir.path().display()
         ),
     )
     .unwrap();
-    Setup { dir, vm }
+    Setup {
+        dir,
+        vm,
+        bound: Duration::from_millis(timeout_ms + grace_ms),
+    }
 }
 
 fn domain_xml() -> String {
@@ -78,8 +94,10 @@ fn domain_xml() -> String {
 }
 
 /// Run the hook as libvirt would; returns (exit code, stderr) or panics if it does not
-/// finish within `limit` (a hang is the bug under test, not a slow run).
-fn hook(s: &Setup, bus: &str, op: &str, limit: Duration) -> (i32, String) {
+/// finish within its own bounds (deadline + grace) and a minute more: a hang is the bug
+/// under test, not a slow run.
+fn hook(s: &Setup, bus: &str, op: &str) -> (i32, String) {
+    let limit = s.bound + Duration::from_secs(60);
     let c = spawn_hook(&s.dir.path().join("config.toml"), bus, op, &domain_xml());
     let (tx, rx) = mpsc::channel();
     std::thread::spawn(move || {
@@ -87,7 +105,9 @@ fn hook(s: &Setup, bus: &str, op: &str, limit: Duration) -> (i32, String) {
     });
     let out = rx
         .recv_timeout(limit)
-        .expect("hook did not return: its D-Bus wait is unbounded")
+        .unwrap_or_else(|_| {
+            panic!("{op}: hook did not return within {limit:?}: a wait is unbounded")
+        })
         .unwrap();
     (
         out.status.code().unwrap_or(-1),
@@ -101,20 +121,23 @@ fn alive(s: &mut Setup) -> bool {
 
 #[test]
 fn machined_never_answers() {
-    let mut s = setup(300);
+    // The D-Bus deadline is under test: the backstop gets a minute, so only the deadline
+    // can end the hook, however late the hook gets the CPU.
+    let mut s = setup(300, NO_BACKSTOP);
     let d = dbus_daemon(s.dir.path());
     let (_conn, called) = fake_machined(&d.1);
     // The fake never replies: only the hook's own deadline can end this.
     for op in ["started", "reconnect"] {
-        let (code, err) = hook(&s, &d.1, op, Duration::from_secs(20));
+        let (code, err) = hook(&s, &d.1, op);
         assert_eq!(code, 0, "{op}: {err}");
         // The D-Bus wait itself ends at the deadline and names the call (not the backstop).
         assert!(
             err.contains("machined did not answer within 300 ms (GetMachine"),
             "{op}: {err}"
         );
+        // Sent before the hook returned: waiting here only bounds a hang.
         called
-            .recv_timeout(Duration::from_secs(5))
+            .recv_timeout(Duration::from_secs(60))
             .expect("the hook asked machined");
         assert!(alive(&mut s), "{op}: VM harmed");
     }
@@ -128,7 +151,7 @@ fn machined_never_answers() {
         ),
     )
     .unwrap();
-    let (code, err) = hook(&s, &d.1, "release", Duration::from_secs(20));
+    let (code, err) = hook(&s, &d.1, "release");
     assert_eq!(code, 0, "{err}");
     assert!(
         err.contains("machined did not answer within 300 ms (GetMachine)"),
@@ -138,40 +161,42 @@ fn machined_never_answers() {
 
 #[test]
 fn bus_dropped_mid_call() {
-    let mut s = setup(10_000);
+    // Only the dropped bus may end the wait: the deadline and the backstop are a minute away.
+    let mut s = setup(60_000, NO_BACKSTOP);
     let mut d = dbus_daemon(s.dir.path());
     let (_conn, called) = fake_machined(&d.1);
     let addr = d.1.clone();
     let killer = std::thread::spawn(move || {
         called
-            .recv_timeout(Duration::from_secs(10))
+            .recv_timeout(Duration::from_secs(60))
             .expect("called");
         let _ = d.0.kill();
         let _ = d.0.wait();
     });
-    let (code, err) = hook(&s, &addr, "started", Duration::from_secs(20));
+    let (code, err) = hook(&s, &addr, "started");
     killer.join().unwrap();
     assert_eq!(code, 0, "{err}");
     assert!(err.contains("registration failed"), "{err}");
     assert!(err.contains("VM left alone"), "{err}");
+    // The cause: the bus went away (EOF, or a reset), not a deadline.
+    assert!(
+        err.contains("the bus closed the connection") || err.contains("reset by peer"),
+        "{err}"
+    );
     assert!(alive(&mut s));
 }
 
 #[test]
 fn no_machined_on_the_bus() {
-    let mut s = setup(2000);
+    // The bus answers ServiceUnknown at once; the deadline only bounds a hang.
+    let mut s = setup(30_000, NO_BACKSTOP);
     let d = dbus_daemon(s.dir.path());
-    let (code, err) = hook(&s, &d.1, "started", Duration::from_secs(20));
+    let (code, err) = hook(&s, &d.1, "started");
     assert_eq!(code, 0, "{err}");
     assert!(err.contains("ServiceUnknown"), "{err}");
     assert!(alive(&mut s));
     // No bus at all.
-    let (code, err) = hook(
-        &s,
-        "unix:path=/nonexistent/bus",
-        "started",
-        Duration::from_secs(20),
-    );
+    let (code, err) = hook(&s, "unix:path=/nonexistent/bus", "started");
     assert_eq!(code, 0, "{err}");
     assert!(err.contains("cannot reach the system bus"), "{err}");
 }
@@ -179,16 +204,18 @@ fn no_machined_on_the_bus() {
 #[test]
 fn stuck_outside_dbus_is_ended_by_the_backstop() {
     // A pid file that blocks on open (a FIFO nobody writes to): no D-Bus deadline covers
-    // that wait, the backstop does, 200 ms after the deadline.
-    let mut s = setup(300);
+    // that wait, the backstop does, `grace_ms` after the deadline. It is the only timer that
+    // can end this hook, so its message does not depend on scheduling (it names the bound,
+    // not the time taken).
+    let mut s = setup(300, 700);
     let pid_file = s.dir.path().join("web.pid");
     std::fs::remove_file(&pid_file).unwrap();
     let made = Command::new("mkfifo").arg(&pid_file).status().unwrap();
     assert!(made.success());
     let d = dbus_daemon(s.dir.path());
-    let (code, err) = hook(&s, &d.1, "started", Duration::from_secs(20));
+    let (code, err) = hook(&s, &d.1, "started");
     assert_eq!(code, 0, "{err}");
-    assert!(err.contains("did not finish within 500 ms"), "{err}");
+    assert!(err.contains("did not finish within 1000 ms"), "{err}");
     assert!(alive(&mut s));
 }
 
@@ -274,9 +301,9 @@ impl Lingering {
 
 /// Replace libvirt's machine on a machined that lets go of it after `linger` lookups (and
 /// answers `stale` more with a path that is gone); returns the calls machined saw and the
-/// hook's stderr.
+/// hook's stderr. The backstop stays out of it: the D-Bus deadline ends what it must.
 fn replace_lingering(linger: u32, stale: u32, timeout_ms: u64) -> (Vec<String>, String) {
-    let mut s = setup(timeout_ms);
+    let mut s = setup(timeout_ms, NO_BACKSTOP);
     let d = dbus_daemon(s.dir.path());
     let calls = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
     let _conn = zbus::blocking::connection::Builder::address(d.1.as_str())
@@ -308,7 +335,7 @@ fn replace_lingering(linger: u32, stale: u32, timeout_ms: u64) -> (Vec<String>, 
         .unwrap()
         .build()
         .unwrap();
-    let (code, err) = hook(&s, &d.1, "started", Duration::from_secs(20));
+    let (code, err) = hook(&s, &d.1, "started");
     assert_eq!(code, 0, "{err}");
     assert!(alive(&mut s));
     let c = calls.lock().unwrap().clone();
@@ -318,7 +345,8 @@ fn replace_lingering(linger: u32, stale: u32, timeout_ms: u64) -> (Vec<String>, 
 /// Replace libvirt's machine (see `replace_lingering`) and expect our registration; returns
 /// the lookups the hook made between UnregisterMachine and RegisterMachineEx.
 fn lookups_before_registering(linger: u32, stale: u32) -> usize {
-    let (calls, err) = replace_lingering(linger, stale, 5000);
+    // machined lets go after a few lookups: the deadline only bounds a hang.
+    let (calls, err) = replace_lingering(linger, stale, 30_000);
     assert!(err.contains("registered machine web"), "{err}");
     let after: Vec<&str> = calls
         .iter()
@@ -342,11 +370,18 @@ fn registers_only_after_machined_lets_go_of_libvirts_machine() {
 
 #[test]
 fn never_registers_while_machined_holds_libvirts_machine() {
-    // Never lets go: the hook gives up within its deadline and never registers.
-    let (calls, err) = replace_lingering(u32::MAX, 0, 300);
+    // Never lets go: the hook gives up within its deadline and never registers. 3 s leave
+    // room for connecting, the lookups and UnregisterMachine on a loaded machine; the loop
+    // then asks again for the rest of them. Whether the deadline ends it between lookups or
+    // inside one, the log names the cause.
+    let (calls, err) = replace_lingering(u32::MAX, 0, 3000);
     assert!(
         err.contains("machined still holds machine qemu-1-web"),
         "{err}"
+    );
+    assert!(
+        calls.iter().any(|c| c == "UnregisterMachine qemu-1-web"),
+        "{calls:?}"
     );
     assert!(
         !calls.iter().any(|c| c.starts_with("Register")),

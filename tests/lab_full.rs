@@ -240,7 +240,7 @@ fn full_guest_vsock(suite: &str) {
     let hybrid_sock = format!("{UDS}_{NOTIFY_PORT}");
     lab.wait_for(
         "the listener's hybrid socket",
-        Duration::from_secs(30),
+        Duration::from_secs(60),
         || exists(&lab, &hybrid_sock).then_some(()),
     );
 
@@ -296,7 +296,7 @@ fn full_guest_vsock(suite: &str) {
     );
 
     // ssh-access.target: the sshd-vsock.socket that systemd's ssh-generator made pulls it in.
-    let wait_ssh = lab.exec(&[&bin, "wait-ready", VS_NAME, "--ssh", "--timeout", "120"]);
+    let wait_ssh = lab.exec(&[&bin, "wait-ready", VS_NAME, "--ssh", "--timeout", "300"]);
     assert!(
         wait_ssh.status.success(),
         "wait-ready {VS_NAME} --ssh: {}\n{r}\n{}",

@@ -194,7 +194,7 @@ fn guest_proof(suite: &str) {
     lab.virsh(&["define", "/root/proof-vsd.xml"]);
     let t_start = Instant::now();
     lab.virsh(&["start", NAME]);
-    let log = lab.wait_for_text(SERIAL, "VSDPROOF-END", Duration::from_secs(240));
+    let log = lab.wait_for_text(SERIAL, "VSDPROOF-END", Duration::from_secs(300));
     let guest_secs = t_start.elapsed().as_secs_f64();
     // the guest powers itself off where the kernel can (sid's 7.x halts instead)
     let _ = lab.exec(&["virsh", "destroy", NAME]);

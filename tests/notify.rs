@@ -1,6 +1,11 @@
 //! The readiness listener's protocol and state logic over real sockets: AF_UNIX (the
 //! hybrid-vsock transport user-space backends use), loopback TCP, and a real AF_VSOCK bind.
 //! Bad input, floods, slow peers and peers that never half-close must not hurt others.
+//!
+//! The listener closes a connection only once its message took effect, so a closed
+//! connection is the observable condition to wait for; no test sleeps and hopes. Limits
+//! that a test does not exercise are generous ([`roomy`]), so a test thread descheduled
+//! between connecting and writing cannot lose its message to a deadline.
 
 use std::io::{Read, Write};
 use std::net::Shutdown;
@@ -35,14 +40,19 @@ fn lab(limits: Limits) -> Lab {
     Lab { dir, shared }
 }
 
-fn quick() -> Limits {
+/// Limits no test runs into unless it means to: every peer here half-closes after its
+/// message, so these only bound a hang.
+fn roomy() -> Limits {
     Limits {
-        total: Duration::from_millis(1500),
-        idle: Duration::from_millis(150),
-        max_connections: 16,
-        max_per_peer: 2,
+        total: Duration::from_secs(60),
+        idle: Duration::from_secs(10),
+        max_connections: 64,
+        max_per_peer: 16,
     }
 }
+
+/// How long a test waits for what must happen: only bounds a hang.
+const HANG: Duration = Duration::from_secs(60);
 
 /// Start hybrid listeners for g1 and g2 (and "ghost", which has no state).
 fn serve(l: &Lab) -> Vec<std::path::PathBuf> {
@@ -60,7 +70,7 @@ fn serve(l: &Lab) -> Vec<std::path::PathBuf> {
 
 fn wait_for(mut f: impl FnMut() -> bool) -> bool {
     let t = Instant::now();
-    while t.elapsed() < Duration::from_secs(10) {
+    while t.elapsed() < HANG {
         if f() {
             return true;
         }
@@ -75,7 +85,7 @@ fn store(l: &Lab) -> Store {
 
 #[test]
 fn hybrid_socket_records_readiness_for_the_right_domain() {
-    let l = lab(quick());
+    let l = lab(roomy());
     let p = serve(&l);
     let mut s = UnixStream::connect(&p[0]).unwrap();
     s.write_all(b"READY=1\nSTATUS=Startup finished\nX_SYSTEMD_UNIT_ACTIVE=ssh-access.target\n")
@@ -97,14 +107,25 @@ fn hybrid_socket_records_readiness_for_the_right_domain() {
 
 #[test]
 fn peer_that_never_half_closes_is_served_after_idle() {
-    let l = lab(quick());
+    // Idle is what ends this message: short. The total deadline is far beyond the read
+    // timeout below, so a close by it (not by idle) fails the test instead of passing it.
+    let l = lab(Limits {
+        idle: Duration::from_millis(150),
+        total: Duration::from_secs(120),
+        ..roomy()
+    });
     let p = serve(&l);
     let mut s = UnixStream::connect(&p[1]).unwrap();
+    // One write: the message arrives whole, so idle cannot cut it.
     s.write_all(b"READY=1\nSTATUS=no half-close").unwrap();
     // Like the vhost-device-vsock bug: no shutdown(SHUT_WR); we wait for the host to close.
-    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    s.set_read_timeout(Some(HANG)).unwrap();
     let mut buf = [0u8; 1];
-    assert_eq!(s.read(&mut buf).unwrap(), 0, "host closed the connection");
+    assert_eq!(
+        s.read(&mut buf)
+            .expect("host closed the connection after idle"),
+        0
+    );
     let r = store(&l).load_readiness(U2).unwrap();
     assert!(r.ready);
     assert_eq!(r.status.as_deref(), Some("no half-close"));
@@ -112,7 +133,9 @@ fn peer_that_never_half_closes_is_served_after_idle() {
 
 #[test]
 fn garbage_oversize_and_unknown_peers_change_nothing() {
-    let l = lab(quick());
+    // Generous idle: the oversize message goes out in several writes, and a pause between
+    // them must not end it early (READY=1 would then apply).
+    let l = lab(roomy());
     let p = serve(&l);
     // Garbage: binary noise with no assignments.
     let mut s = UnixStream::connect(&p[0]).unwrap();
@@ -133,7 +156,8 @@ fn garbage_oversize_and_unknown_peers_change_nothing() {
     let _ = s.write_all(b"READY=1\n");
     let _ = s.shutdown(Shutdown::Write);
     let _ = s.read_to_end(&mut vec![]);
-    std::thread::sleep(Duration::from_millis(300));
+    // Each connection above is closed: the listener is done with it (it closes only after
+    // recording), so whatever it was going to apply is applied.
     let r = store(&l).load_readiness(U1).unwrap_or_default();
     assert!(!r.ready, "oversized message must not apply");
     // Then a proper message still works.
@@ -148,32 +172,50 @@ fn garbage_oversize_and_unknown_peers_change_nothing() {
 
 #[test]
 fn slow_and_flooding_peers_do_not_starve_others() {
-    let l = lab(quick());
+    // The total deadline is under test (it ends silent peers): a few seconds, long enough
+    // that g2's connect-then-write cannot run into it.
+    let l = lab(Limits {
+        total: Duration::from_secs(5),
+        max_connections: 16,
+        max_per_peer: 2,
+        ..roomy()
+    });
     let p = serve(&l);
     // g1 opens many silent connections: at most max_per_peer are held, the rest dropped.
     let hogs: Vec<UnixStream> = (0..40)
         .map(|_| UnixStream::connect(&p[0]).unwrap())
         .collect();
-    std::thread::sleep(Duration::from_millis(100));
-    // g2 still gets through at once.
+    // The flood has been dealt with once the listener closed all but max_per_peer of them.
+    let t = Instant::now();
+    let closed = |h: &UnixStream| {
+        h.set_nonblocking(true).unwrap();
+        matches!((&*h).read(&mut [0u8; 1]), Ok(0))
+    };
+    while hogs.iter().filter(|h| closed(h)).count() < hogs.len() - 2 {
+        assert!(t.elapsed() < HANG, "the listener never dropped the flood");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // g2 still gets through.
     let mut s = UnixStream::connect(&p[1]).unwrap();
     s.write_all(b"READY=1\n").unwrap();
     s.shutdown(Shutdown::Write).unwrap();
     assert!(wait_for(|| store(&l)
         .load_readiness(U2)
         .is_some_and(|r| r.ready)));
-    // Silent peers are cut off by the total deadline.
-    let t = Instant::now();
+    // Silent peers are cut off by the total deadline (a read timeout here is a failure).
     let mut h = hogs.into_iter().next().unwrap();
-    h.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    assert_eq!(h.read(&mut [0u8; 1]).unwrap_or(0), 0);
-    assert!(t.elapsed() < Duration::from_secs(10));
+    h.set_nonblocking(false).unwrap();
+    h.set_read_timeout(Some(HANG)).unwrap();
+    assert_eq!(
+        h.read(&mut [0u8; 1]).expect("host closed the silent peer"),
+        0
+    );
 }
 
 #[test]
 fn vsock_rules_over_loopback_tcp() {
     // The AF_VSOCK peer rules, exercised through the transport-independent handler.
-    let l = lab(quick());
+    let l = lab(roomy());
     let tcp = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = tcp.local_addr().unwrap();
     let send = |msg: &'static [u8]| {

@@ -55,7 +55,7 @@ pub fn start_backend(lab: &Lab, backend: &Path, unit: &str, dir: &str, vhost: &s
     ));
     lab.wait_for(
         "the backend's vhost-user socket",
-        Duration::from_secs(30),
+        Duration::from_secs(60),
         || exists(lab, vhost).then_some(()),
     );
 }
@@ -136,7 +136,7 @@ pub fn destroy(lab: &Lab, name: &str, uuid: &str) {
     lab.virsh(&["destroy", name]);
     lab.wait_for(
         "state and readiness removed",
-        Duration::from_secs(60),
+        Duration::from_secs(180),
         || (!exists(lab, &state) && !exists(lab, &readiness)).then_some(()),
     );
 }

@@ -82,6 +82,9 @@ pub struct Hook {
     /// Where libvirt writes `NAME.pid` for running QEMU domains.
     pub pid_dir: PathBuf,
     pub state_dir: PathBuf,
+    /// How long after the D-Bus deadline (`machined.timeout_ms`) the backstop ends a hook
+    /// stuck elsewhere (a pid file that blocks on open, a hung filesystem), in milliseconds.
+    pub grace_ms: u64,
 }
 
 impl Default for Hook {
@@ -89,6 +92,7 @@ impl Default for Hook {
         Hook {
             pid_dir: "/run/libvirt/qemu".into(),
             state_dir: "/run/virt-systemd".into(),
+            grace_ms: 200,
         }
     }
 }
@@ -148,6 +152,14 @@ impl Config {
                 msg: format!("rewrite.notify_port {p} is not a usable vsock port"),
             });
         }
+        if self.hook.grace_ms == 0 {
+            return Err(Error::Config {
+                path: path.into(),
+                msg: "hook.grace_ms 0: the backstop must come after the D-Bus deadline \
+                      (at least 1 ms)"
+                    .into(),
+            });
+        }
         Ok(())
     }
 
@@ -183,5 +195,10 @@ mod tests {
         let e = Config::parse("[rewrite]\nvsok = true\n", "t").unwrap_err();
         assert!(e.to_string().contains("vsok"), "{e}");
         assert!(Config::parse("[rewrite]\nnotify_port = 0\n", "t").is_err());
+        assert_eq!(Config::default().hook.grace_ms, 200);
+        let c = Config::parse("[hook]\ngrace_ms = 60000\n", "t").unwrap();
+        assert_eq!(c.hook.grace_ms, 60_000);
+        let e = Config::parse("[hook]\ngrace_ms = 0\n", "t").unwrap_err();
+        assert!(e.to_string().contains("hook.grace_ms"), "{e}");
     }
 }

@@ -38,7 +38,8 @@ say "CREDENTIAL vmm.notify_socket=${ns:-NONE}"
 # the guest service, up before we report readiness
 /usr/bin/systemd-socket-activate -l vsock::7000 -a --inetd /bin/vsd-echo 2>/tmp/activate.log &
 i=0
-while ! $B grep -q Listening /tmp/activate.log && [ $i -lt 100 ]; do $B sleep 0.1; i=$((i+1)); done
+# (TCG on a loaded machine can be slow: up to 60 s; it goes on as soon as it listens)
+while ! $B grep -q Listening /tmp/activate.log && [ $i -lt 600 ]; do $B sleep 0.1; i=$((i+1)); done
 say "SERVICE $($B tr '\n' '|' < /tmp/activate.log)"
 
 # readiness: the real systemd-notify (retried only if the transport is not there yet)

@@ -149,17 +149,20 @@ impl Early {
     }
 }
 
-/// How long after the D-Bus deadline the backstop ends a hook stuck elsewhere.
-const GRACE: Duration = Duration::from_millis(200);
+/// How long after the D-Bus deadline the backstop ends a hook stuck elsewhere
+/// (`[hook] grace_ms`).
+fn grace(cfg: &Config) -> Duration {
+    Duration::from_millis(cfg.hook.grace_ms.max(1))
+}
 
 /// The backstop for what the D-Bus deadline does not cover (a pid file that blocks on
 /// open, a hung filesystem): unless the returned sender is dropped by then, a watchdog
-/// thread logs and ends the process with status 0 (fail-open) `GRACE` after the deadline.
+/// thread logs and ends the process with status 0 (fail-open) `grace` after the deadline.
 /// D-Bus waits end at the deadline by themselves and say which call it was; the work runs
 /// on the calling thread, so no hand-off between threads sits on its path.
 fn backstop(name: &str, op: &str, cfg: &Config) -> mpsc::Sender<()> {
     let (tx, rx) = mpsc::channel::<()>();
-    let (name, op, d) = (name.to_string(), op.to_string(), timeout(cfg) + GRACE);
+    let (name, op, d) = (name.to_string(), op.to_string(), timeout(cfg) + grace(cfg));
     std::thread::spawn(move || {
         if let Err(mpsc::RecvTimeoutError::Timeout) = rx.recv_timeout(d) {
             warn!(domain = %name, op = %op, message_id = MSG_TIMEOUT,

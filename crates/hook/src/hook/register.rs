@@ -150,12 +150,17 @@ pub fn register(
 /// the lab: five domains started at once, two of them killed that way). `leader`: ask by
 /// the PID the machine held, else by its name. `Some(name)`: another machine has taken
 /// that PID meanwhile. Asks again after short pauses for as long as the event's deadline
-/// allows.
+/// allows. When the deadline runs out in a lookup after the first, machined has been
+/// holding the machine all along: that is the cause reported, not the timeout.
 fn forgotten(bus: &dyn Bus, gone: &str, leader: Option<u32>) -> Result<Option<String>, BusError> {
     for attempt in 0.. {
         let holder = match leader {
-            Some(pid) => bus.machine_by_pid(pid)?.map(|m| m.name),
-            None => bus.machine(gone)?.map(|m| m.name),
+            Some(pid) => bus.machine_by_pid(pid).map(|m| m.map(|m| m.name)),
+            None => bus.machine(gone).map(|m| m.map(|m| m.name)),
+        };
+        let holder = match holder {
+            Err(e) if attempt > 0 && e.is_timeout() => break,
+            h => h?,
         };
         match holder {
             None => return Ok(None),
@@ -199,6 +204,8 @@ mod tests {
         calls: RefCell<Vec<String>>,
         /// `machine(name)` fails (a bus error).
         name_fails: bool,
+        /// `machine_by_pid` answers this many times, then runs into the deadline.
+        pid_answers: Option<u32>,
         /// As machined: an unregistered machine stays (holding its name and leader) until
         /// garbage collection, here after this many pauses.
         gc_lag: u32,
@@ -220,6 +227,18 @@ mod tests {
     impl Bus for Script {
         fn machine_by_pid(&self, pid: u32) -> Result<Option<MachineInfo>, BusError> {
             self.calls.borrow_mut().push(format!("by_pid {pid}"));
+            let asked = self
+                .calls
+                .borrow()
+                .iter()
+                .filter(|c| c.starts_with("by_pid"))
+                .count();
+            if self.pid_answers.is_some_and(|n| asked > n as usize) {
+                return Err(BusError::Timeout {
+                    method: "GetMachineByPID",
+                    ms: 300,
+                });
+            }
             Ok(self.known().into_iter().find(|m| m.leader == pid))
         }
         fn machine(&self, name: &str) -> Result<Option<MachineInfo>, BusError> {
@@ -524,6 +543,31 @@ mod tests {
             e.to_string().contains("still holds machine qemu-1-web_01"),
             "{e}"
         );
+        assert!(!bus.calls.borrow().iter().any(|c| c.starts_with("register")));
+    }
+
+    #[test]
+    fn deadline_while_machined_still_holds_it_names_the_holding() {
+        // The deadline runs out in the third lookup after unregistering (the second and
+        // third asked again): machined held the machine all along, and that is the cause.
+        let bus = Script {
+            pid_answers: Some(3),
+            ..libvirt_registered(u32::MAX)
+        };
+        let e = try_run(&bus, &Config::default(), "machine-qemu\\x2d1.scope").unwrap_err();
+        assert!(!e.is_timeout(), "{e}");
+        assert!(
+            e.to_string().contains("still holds machine qemu-1-web_01"),
+            "{e}"
+        );
+        assert!(!bus.calls.borrow().iter().any(|c| c.starts_with("register")));
+        // In the first lookup after unregistering nothing is known yet: the timeout it is.
+        let bus = Script {
+            pid_answers: Some(1),
+            ..libvirt_registered(u32::MAX)
+        };
+        let e = try_run(&bus, &Config::default(), "machine-qemu\\x2d1.scope").unwrap_err();
+        assert!(e.is_timeout(), "{e}");
         assert!(!bus.calls.borrow().iter().any(|c| c.starts_with("register")));
     }
 
