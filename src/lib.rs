@@ -5,6 +5,7 @@
 
 pub mod cli;
 pub mod doctor;
+pub mod machinectl;
 
 pub use virt_systemd_core::{
     config, credential, domain, error, fsutil, intent, metadata, render, report, xdom, xmltext,

@@ -223,12 +223,17 @@ fn check_schema(v: &Value) {
             "readiness",
             "drift",
             "restart_pending",
+            "machinectl",
         ];
         want.sort();
         assert_eq!(keys(d), want, "{d}");
         assert!(d["name"].is_string());
         assert!(d["uuid"].is_string() || d["uuid"].is_null());
         assert!(d["state"].is_string());
+        assert!(
+            d["machinectl"].is_null() || d["machinectl"] == "signals",
+            "{d}"
+        );
         for b in [
             "persistent",
             "running",

@@ -27,7 +27,10 @@
 //!       "ready": bool, "status": string|null, "ssh": bool
 //!     },
 //!     "drift": [string],             // intent vs rendered XML differences
-//!     "restart_pending": bool        // running with an older definition than the saved one
+//!     "restart_pending": bool,       // running with an older definition than the saved one
+//!     "machinectl": null | "signals" // how machinectl reaches it: not at all (no machine),
+//!                                    // or only by machined's signals, which end the VM
+//!                                    // (crate::machinectl; "control" once served)
 //!   } ]
 //! }
 //! ```
@@ -67,6 +70,7 @@ pub struct Row {
     pub readiness: Option<ReadinessView>,
     pub drift: Vec<String>,
     pub restart_pending: bool,
+    pub machinectl: Option<&'static str>,
 }
 
 /// The guest's readiness report in its current boot.
@@ -179,6 +183,7 @@ pub fn row(i: Input) -> Result<Row> {
         (Some(d), true) => crate::metadata::read(d)? != record,
         _ => false,
     };
+    let machinectl = crate::machinectl::reach(i.running && i.machine.is_some());
     Ok(Row {
         name: i.name,
         uuid: i.uuid,
@@ -199,6 +204,7 @@ pub fn row(i: Input) -> Result<Row> {
         }),
         drift,
         restart_pending,
+        machinectl,
     })
 }
 
@@ -292,6 +298,15 @@ pub fn table(s: &Status) -> String {
     }
     if let Some(m) = &s.machined {
         out += &format!("machined: {m}\n");
+    }
+    let reached: Vec<&str> = s
+        .domains
+        .iter()
+        .filter(|r| r.machinectl.is_some())
+        .map(|r| r.name.as_str())
+        .collect();
+    if !reached.is_empty() {
+        out += &format!("{}: {}\n", reached.join(", "), crate::machinectl::advice());
     }
     out
 }
@@ -390,6 +405,63 @@ mod tests {
         });
         assert!(t.contains("running (transient)  no"), "{t}");
         assert!(t.ends_with("machined: unreachable\n"), "{t}");
+    }
+
+    #[test]
+    fn machinectl_reach_and_advice() {
+        let running = |name: &str, machine: bool| {
+            row(Input {
+                name: name.into(),
+                persistent: true,
+                state: "running".into(),
+                running: true,
+                live_xml: Some(PLAIN.into()),
+                machine: machine.then(|| MachineView {
+                    name: name.into(),
+                    state: Some("running".into()),
+                    service: Some("libvirt-qemu".into()),
+                    class: None,
+                    id: None,
+                    leader: Some(42),
+                    unit: None,
+                    vsock_cid: None,
+                }),
+                ..Default::default()
+            })
+            .unwrap()
+        };
+        let (a, b) = (running("a", true), running("b", false));
+        assert_eq!(a.machinectl, Some("signals"));
+        assert_eq!(b.machinectl, None);
+        let stopped = row(Input {
+            name: "c".into(),
+            state: "shut off".into(),
+            ..Default::default()
+        })
+        .unwrap();
+        assert_eq!(stopped.machinectl, None);
+        let s = Status {
+            version: SCHEMA_VERSION,
+            machined: None,
+            domains: vec![a, b, stopped],
+        };
+        let json: serde_json::Value = serde_json::to_value(&s).unwrap();
+        assert_eq!(json["domains"][0]["machinectl"], "signals");
+        assert!(json["domains"][1]["machinectl"].is_null());
+        // One line names the registered domains, the harmful verbs and what to use.
+        let t = table(&s);
+        let last = t.lines().last().unwrap();
+        assert!(
+            last.starts_with("a: machinectl poweroff|reboot|terminate|kill "),
+            "{t}"
+        );
+        assert!(last.contains("reboot → virsh reboot"), "{t}");
+        // Nothing registered: no advice.
+        let t = table(&Status {
+            domains: vec![running("b", false)],
+            ..s
+        });
+        assert!(!t.contains("machinectl"), "{t}");
     }
 
     #[test]
