@@ -1,204 +1,20 @@
-//! A small line diff (Myers' O((N+M)·D) algorithm) and its unified-format output, for
-//! `enable --dry-run` and `disable --dry-run`. Our edits touch few lines of a document, so D
-//! stays small even on a 1 MiB domain.
-
-/// One line-level operation.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Op {
-    /// Line `old` of a equals line `new` of b.
-    Keep { old: usize, new: usize },
-    /// Line `old` of a is removed.
-    Delete { old: usize },
-    /// Line `new` of b is inserted.
-    Insert { new: usize },
-}
-
-/// Split keeping line ends, so a missing final newline and CRLF show up in the diff.
-pub fn lines(s: &str) -> Vec<&str> {
-    s.split_inclusive('\n').collect()
-}
-
-/// Shortest edit script from `a` to `b`.
-pub fn diff<T: PartialEq>(a: &[T], b: &[T]) -> Vec<Op> {
-    // Common prefix and suffix cost nothing and keep the search small.
-    let pre = a.iter().zip(b).take_while(|(x, y)| x == y).count();
-    let suf = a[pre..]
-        .iter()
-        .rev()
-        .zip(b[pre..].iter().rev())
-        .take_while(|(x, y)| x == y)
-        .count();
-    let (am, bm) = (&a[pre..a.len() - suf], &b[pre..b.len() - suf]);
-    let mut ops: Vec<Op> = (0..pre).map(|i| Op::Keep { old: i, new: i }).collect();
-    for op in myers(am, bm) {
-        ops.push(match op {
-            Op::Keep { old, new } => Op::Keep {
-                old: old + pre,
-                new: new + pre,
-            },
-            Op::Delete { old } => Op::Delete { old: old + pre },
-            Op::Insert { new } => Op::Insert { new: new + pre },
-        });
-    }
-    let (ao, bo) = (a.len() - suf, b.len() - suf);
-    ops.extend((0..suf).map(|i| Op::Keep {
-        old: ao + i,
-        new: bo + i,
-    }));
-    ops
-}
-
-/// Beyond this many edits the texts are unrelated: show the middle as replaced.
-const MAX_D: isize = 4000;
-
-fn myers<T: PartialEq>(a: &[T], b: &[T]) -> Vec<Op> {
-    let (n, m) = (a.len() as isize, b.len() as isize);
-    let max = n + m;
-    let off = max + 1;
-    let mut v = vec![0isize; 2 * max as usize + 3];
-    // trace[d]: the frontier before round d, for diagonals -d-1..=d+1 only (O(D²) memory).
-    let mut trace: Vec<Vec<isize>> = Vec::new();
-    let mut found = false;
-    'outer: for d in 0..=max.min(MAX_D) {
-        trace.push(v[(off - d - 1) as usize..=(off + d + 1) as usize].to_vec());
-        let mut k = -d;
-        while k <= d {
-            let i = (k + off) as usize;
-            let mut x = if k == -d || (k != d && v[i - 1] < v[i + 1]) {
-                v[i + 1]
-            } else {
-                v[i - 1] + 1
-            };
-            let mut y = x - k;
-            while x < n && y < m && a[x as usize] == b[y as usize] {
-                x += 1;
-                y += 1;
-            }
-            v[i] = x;
-            if x >= n && y >= m {
-                found = true;
-                break 'outer;
-            }
-            k += 2;
-        }
-    }
-    if !found {
-        let mut ops: Vec<Op> = (0..a.len()).map(|old| Op::Delete { old }).collect();
-        ops.extend((0..b.len()).map(|new| Op::Insert { new }));
-        return ops;
-    }
-    // Walk back through the saved frontiers.
-    let mut ops = Vec::new();
-    let (mut x, mut y) = (n, m);
-    for d in (1..trace.len() as isize).rev() {
-        let f = &trace[d as usize];
-        let at = |k: isize| f[(k + d + 1) as usize];
-        let k = x - y;
-        let prev_k = if k == -d || (k != d && at(k - 1) < at(k + 1)) {
-            k + 1
-        } else {
-            k - 1
-        };
-        let prev_x = at(prev_k);
-        let prev_y = prev_x - prev_k;
-        while x > prev_x && y > prev_y {
-            x -= 1;
-            y -= 1;
-            ops.push(Op::Keep {
-                old: x as usize,
-                new: y as usize,
-            });
-        }
-        if x == prev_x {
-            y -= 1;
-            ops.push(Op::Insert { new: y as usize });
-        } else {
-            x -= 1;
-            ops.push(Op::Delete { old: x as usize });
-        }
-    }
-    while x > 0 && y > 0 {
-        x -= 1;
-        y -= 1;
-        ops.push(Op::Keep {
-            old: x as usize,
-            new: y as usize,
-        });
-    }
-    ops.reverse();
-    ops
-}
+//! `enable --dry-run` and `disable --dry-run`: the unified diff (the `similar` crate) of
+//! libvirt's definition before and after, and whether two definitions mean the same to
+//! libvirt.
 
 /// Unified diff of two texts with `context` lines around each change; empty when equal.
+/// Lines keep their ends, so a missing final newline and CRLF show up in the diff.
 pub fn unified(a: &str, b: &str, label_a: &str, label_b: &str, context: usize) -> String {
-    let (la, lb) = (lines(a), lines(b));
-    let ops = diff(&la, &lb);
-    let changed: Vec<usize> = ops
-        .iter()
-        .enumerate()
-        .filter(|(_, o)| !matches!(o, Op::Keep { .. }))
-        .map(|(i, _)| i)
-        .collect();
-    if changed.is_empty() {
+    if a == b {
         return String::new();
     }
-    // Group changes whose context windows touch into hunks of op indices.
-    let mut hunks: Vec<(usize, usize)> = Vec::new();
-    for &c in &changed {
-        let start = c.saturating_sub(context);
-        let end = (c + context + 1).min(ops.len());
-        match hunks.last_mut() {
-            Some(h) if start <= h.1 => h.1 = end,
-            _ => hunks.push((start, end)),
-        }
-    }
-    let mut out = format!("--- {label_a}\n+++ {label_b}\n");
-    for (s, e) in hunks {
-        let hunk = &ops[s..e];
-        // Positions where the hunk starts in each file (1-based; 0 for an empty range).
-        let old_start = ops[..s]
-            .iter()
-            .filter(|o| !matches!(o, Op::Insert { .. }))
-            .count();
-        let new_start = ops[..s]
-            .iter()
-            .filter(|o| !matches!(o, Op::Delete { .. }))
-            .count();
-        let old_len = hunk
-            .iter()
-            .filter(|o| !matches!(o, Op::Insert { .. }))
-            .count();
-        let new_len = hunk
-            .iter()
-            .filter(|o| !matches!(o, Op::Delete { .. }))
-            .count();
-        let pos = |start: usize, len: usize| {
-            let first = if len == 0 { start } else { start + 1 };
-            if len == 1 {
-                format!("{first}")
-            } else {
-                format!("{first},{len}")
-            }
-        };
-        out += &format!(
-            "@@ -{} +{} @@\n",
-            pos(old_start, old_len),
-            pos(new_start, new_len)
-        );
-        for o in hunk {
-            let (mark, line) = match *o {
-                Op::Keep { old, .. } => (' ', la[old]),
-                Op::Delete { old } => ('-', la[old]),
-                Op::Insert { new } => ('+', lb[new]),
-            };
-            out.push(mark);
-            out += line;
-            if !line.ends_with('\n') {
-                out += "\n\\ No newline at end of file\n";
-            }
-        }
-    }
-    out
+    similar::TextDiff::configure()
+        .algorithm(similar::Algorithm::Myers)
+        .diff_lines(a, b)
+        .unified_diff()
+        .context_radius(context)
+        .header(label_a, label_b)
+        .to_string()
 }
 
 /// Whether two XML documents mean the same to libvirt: same elements (by namespace URI and
@@ -274,36 +90,6 @@ mod tests {
         assert!(!xml_equivalent(a, &b.replace("<name>n</name>", "")));
         assert!(!xml_equivalent(a, "<domain"));
     }
-    use proptest::prelude::*;
-
-    /// Rebuild b from a and the script; check every Keep is a real match.
-    fn apply<'a>(a: &[&'a str], b: &[&'a str], ops: &[Op]) -> Vec<&'a str> {
-        let mut out = Vec::new();
-        let (mut i, mut j) = (0, 0);
-        for o in ops {
-            match *o {
-                Op::Keep { old, new } => {
-                    assert_eq!((old, new), (i, j));
-                    assert_eq!(a[old], b[new]);
-                    out.push(a[old]);
-                    i += 1;
-                    j += 1;
-                }
-                Op::Delete { old } => {
-                    assert_eq!(old, i);
-                    i += 1;
-                }
-                Op::Insert { new } => {
-                    assert_eq!(new, j);
-                    out.push(b[new]);
-                    j += 1;
-                }
-            }
-        }
-        assert_eq!((i, j), (a.len(), b.len()));
-        out
-    }
-
     #[test]
     fn unified_format() {
         let a = "a\nb\nc\nd\ne\nf\ng\nh\ni\n";
@@ -327,24 +113,20 @@ mod tests {
 
     #[test]
     fn minimal_on_scattered_edits() {
-        let a: Vec<String> = (0..20000).map(|i| format!("line {i}\n")).collect();
-        let mut b = a.clone();
-        b.insert(10, "new\n".into());
-        b.remove(15000);
-        b.push("tail\n".into());
-        let ops = diff(&a, &b);
-        let edits = ops.iter().filter(|o| !matches!(o, Op::Keep { .. })).count();
-        assert_eq!(edits, 3);
-    }
-
-    proptest! {
-        #[test]
-        fn script_rebuilds_b(a in proptest::collection::vec("[abc]", 0..30),
-                             b in proptest::collection::vec("[abc]", 0..30)) {
-            let a: Vec<&str> = a.iter().map(String::as_str).collect();
-            let b: Vec<&str> = b.iter().map(String::as_str).collect();
-            let ops = diff(&a, &b);
-            prop_assert_eq!(apply(&a, &b, &ops), b.clone());
-        }
+        // A 20,000-line definition with three scattered edits: three hunks, one line each.
+        let a: String = (0..20000).map(|i| format!("line {i}\n")).collect();
+        let mut lines: Vec<String> = a.lines().map(|l| format!("{l}\n")).collect();
+        lines.insert(10, "new\n".into());
+        lines.remove(15000);
+        lines.push("tail\n".into());
+        let b: String = lines.concat();
+        let d = unified(&a, &b, "o", "n", 0);
+        let changed: Vec<&str> = d
+            .lines()
+            .skip(2)
+            .filter(|l| l.starts_with(['+', '-']))
+            .collect();
+        assert_eq!(changed, ["+new", "-line 14999", "+tail"], "{d}");
+        assert_eq!(d.lines().filter(|l| l.starts_with("@@ ")).count(), 3, "{d}");
     }
 }
