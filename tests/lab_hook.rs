@@ -284,12 +284,15 @@ fn session(suite: &str, cgroups: bool) {
         Duration::from_secs(300),
     );
     assert_clean(&lab, &c);
-    let ids = (
+    // No unregistration to log: QEMU's exit emptied the machine's scope, and machined
+    // dropped the machine before the stopped hook ran (assert_clean: it is gone).
+    assert_logged(
+        &lab,
+        &since_c,
+        "vsd-off",
         virt_systemd::logging::MSG_REGISTERED,
-        virt_systemd::logging::MSG_UNREGISTERED,
+        "registration",
     );
-    assert_logged(&lab, &since_c, "vsd-off", ids.0, "registration");
-    assert_logged(&lab, &since_c, "vsd-off", ids.1, "unregistration");
 
     // D: a start that fails (missing kernel) leaves nothing behind.
     let mut dd = tiny("vsd-fail", 4);
