@@ -16,7 +16,7 @@
 //!                 "message": string, "fix": string|null } ] }
 //! ```
 //! Check ids: `hook`, `hook-loaded`, `libvirt`, `systemd`, `machined`, `machinectl`,
-//! `vhost-vsock`, `ssh-proxy`, `config`.
+//! `session` (not root), `vhost-vsock`, `ssh-proxy`, `config`.
 
 use crate::cli::hook_install::{self, Found};
 use serde::Serialize;
@@ -144,6 +144,19 @@ pub struct Facts {
     pub ssh_proxy: Option<PathBuf>,
     /// Path and outcome of loading the config file (`Ok(false)`: absent, defaults).
     pub config: (String, Result<bool, String>),
+    /// Who runs doctor: 0, or a user whose domains are session domains (qemu:///session).
+    pub uid: u32,
+}
+
+/// The effective user.
+pub fn gather_uid() -> u32 {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    unsafe { libc::geteuid() }
+}
+
+/// The major version of a systemd version string (`257.9-1`, `252`).
+pub fn systemd_major(v: &str) -> Option<u32> {
+    v.split(|c: char| !c.is_ascii_digit()).next()?.parse().ok()
 }
 
 /// `major.minor.micro` of libvirt's packed version number.
@@ -559,6 +572,28 @@ pub fn checks(f: &Facts) -> Vec<Check> {
         ));
     }
 
+    // A user's own domains (qemu:///session): the hook leaves them alone (crate
+    // virt-systemd-hook, hook::run).
+    if f.uid != 0 {
+        let why = match f.systemd_version.as_deref().ok().and_then(systemd_major) {
+            Some(v) if v < 259 => format!("systemd {v} has no per-user machined (259+)"),
+            Some(v) => format!(
+                "systemd {v} has a per-user machined, which virt-systemd does not register with yet"
+            ),
+            None => "virt-systemd registers system domains only".into(),
+        };
+        out.push(check(
+            "session",
+            Warn,
+            format!(
+                "running as uid {}: session domains (qemu:///session) are not registered with \
+                 machined ({why}); the hook logs one line per start and leaves them alone",
+                f.uid
+            ),
+            None,
+        ));
+    }
+
     let vp = f.vhost_vsock_path.display();
     match &f.vhost_vsock {
         Ok(()) => out.push(check("vhost-vsock", Pass, format!("{vp} usable"), None)),
@@ -672,6 +707,7 @@ mod tests {
             vhost_vsock_path: "/dev/vhost-vsock".into(),
             ssh_proxy: Some("/usr/lib/systemd/systemd-ssh-proxy".into()),
             config: ("/etc/virt-systemd/config.toml".into(), Ok(false)),
+            uid: 0,
         }
     }
 
@@ -722,6 +758,35 @@ mod tests {
             m.message
         );
         assert!(m.message.contains("systemd 257.9-1"), "{}", m.message);
+    }
+
+    #[test]
+    fn session_user_is_told_its_domains_are_not_registered() {
+        let mut f = good();
+        assert!(
+            !checks(&f).iter().any(|c| c.id == "session"),
+            "root: no such check"
+        );
+        f.uid = 1000;
+        let d = doctor(&f);
+        let c = d.checks.iter().find(|c| c.id == "session").unwrap();
+        assert_eq!(c.verdict, Verdict::Warn);
+        assert!(c.message.contains("uid 1000"), "{}", c.message);
+        assert!(
+            c.message.contains("systemd 257 has no per-user machined"),
+            "{}",
+            c.message
+        );
+        f.systemd_version = Ok("262.1-1".into());
+        let d = doctor(&f);
+        let c = d.checks.iter().find(|c| c.id == "session").unwrap();
+        assert!(
+            c.message.contains("does not register with yet"),
+            "{}",
+            c.message
+        );
+        assert_eq!(systemd_major("252.39-1~deb12u2"), Some(252));
+        assert_eq!(systemd_major("x"), None);
     }
 
     #[test]

@@ -52,6 +52,11 @@ pub fn dbus_daemon(dir: &Path) -> Daemon {
 /// Start `virt-systemd-hook web OP begin -` as libvirt would, with `config` and the bus at
 /// `bus`, logging to stderr, `xml` on its stdin (closed after).
 pub fn spawn_hook(config: &Path, bus: &str, op: &str, xml: &str) -> Child {
+    assert!(
+        rustix::process::geteuid().is_root(),
+        "run as root: libvirt's system daemon runs the hook as root (run by another user it \
+         is a session domain's hook, which leaves machined alone)"
+    );
     let mut c = Command::new(bins::hook())
         .args(["web", op, "begin", "-"])
         .env("VIRT_SYSTEMD_CONFIG", config)

@@ -43,6 +43,7 @@ pub fn doctor(uri: Option<&str>, config_path: Option<&Path>, paths: &HostPaths) 
         vhost_vsock_path: paths.vhost_vsock.clone(),
         ssh_proxy: doctor::gather_ssh_proxy(&paths.ssh_proxy),
         config,
+        uid: doctor::gather_uid(),
     };
     doctor::doctor(&facts)
 }

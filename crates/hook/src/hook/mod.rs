@@ -23,6 +23,9 @@ use tracing::{error, info, warn};
 pub struct Paths {
     pub proc: PathBuf,
     pub sys_class_net: PathBuf,
+    /// The effective user: 0 for the system daemon (qemu:///system); a session daemon
+    /// (qemu:///session) runs the same hook as its user.
+    pub uid: u32,
 }
 
 impl Default for Paths {
@@ -30,6 +33,7 @@ impl Default for Paths {
         Paths {
             proc: "/proc".into(),
             sys_class_net: "/sys/class/net".into(),
+            uid: rustix::process::geteuid().as_raw(),
         }
     }
 }
@@ -54,6 +58,17 @@ pub fn run(argv: &[String], stdin: &[u8], cfg: &Config, paths: &Paths) -> i32 {
         }
         "prepare" | "start" | "started" | "stopped" | "release" | "reconnect" => {}
         _ => return 0,
+    }
+    // A session daemon's hook runs as its user: root's state directory, pid files and
+    // machined are not for its domains, and virt-systemd registers system domains only so far
+    // (a per-user machined exists from systemd 259 on). One line says so per start; `prepare`
+    // (the drift check, which needs nothing of the host) works as for system domains.
+    if paths.uid != 0 && op != "prepare" {
+        if op == "started" {
+            info!(domain = %name, op = %op, uid = paths.uid, message_id = MSG_SKIPPED,
+                  "session domain: not registered with systemd-machined (virt-systemd registers qemu:///system domains only)");
+        }
+        return 0;
     }
     let registers =
         matches!(op.as_str(), "started" | "reconnect") && cfg.machined.register != Register::Never;
