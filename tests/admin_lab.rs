@@ -4,7 +4,8 @@
 //! URI (qemu:///system as root) → `virsh dumpxml` shows the entries → start → QEMU gets the
 //! OEM strings and `status` shows the machine; `enable` on a running domain is pending until
 //! the next start; transient, unknown and unprivileged → their exit codes; `disable` →
-//! libvirt's definition is byte for byte what it was.
+//! libvirt's definition is byte for byte what it was; a session domain (qemu:///session,
+//! libvirtd spawned by the user's virsh) runs with the hook leaving it alone.
 //!
 //! The lab has no /dev/vhost-vsock, so `enable` leaves the vsock device out there (that path
 //! is checked too) and no CID can be shown; a CID in `status` is covered by the test driver
@@ -356,6 +357,59 @@ fn session(suite: &str) {
         seen.push(format!("machinectl {verb} → {state}"));
     }
     lab::announce(&format!("lab {suite}: {}", seen.join("; ")));
+
+    // A session daemon (qemu:///session, spawned by the user's virsh) runs the same hook as
+    // its user: the VM runs, the hook says once that it is not registered, and nothing of the
+    // system's is touched (no machine, no state file, no warning).
+    let since = lab.run(&["date", "+%Y-%m-%d %H:%M:%S"]).trim().to_string();
+    lab.sh("useradd -m -u 1500 vsduser && mkdir -p /run/user/1500 && \
+         chown vsduser: /run/user/1500 && chmod 700 /run/user/1500");
+    let sess_uuid = "7d2e1a2b-7d1f-4c57-9c4e-00000000a003";
+    lab.write_file(
+        "/home/vsduser/vsd-sess.xml",
+        xml("vsd-sess", sess_uuid)
+            .replace("/var/log/libvirt/qemu/", "/home/vsduser/")
+            .as_bytes(),
+        "644",
+    );
+    let user_virsh = |args: &str| {
+        lab.sh(&format!(
+            "runuser -u vsduser -- env XDG_RUNTIME_DIR=/run/user/1500 HOME=/home/vsduser \
+             virsh -c qemu:///session {args}"
+        ))
+    };
+    user_virsh("define /home/vsduser/vsd-sess.xml");
+    user_virsh("start vsd-sess");
+    let logged = lab.wait_for("the session hook's line", LONG, || {
+        let l = lab.sh(&format!(
+            "journalctl --no-pager -q -o cat SYSLOG_IDENTIFIER=virt-systemd-hook \
+             DOMAIN=vsd-sess --since '{since}' || true"
+        ));
+        (!l.trim().is_empty()).then_some(l)
+    });
+    assert_eq!(
+        logged.trim(),
+        "session domain: not registered with systemd-machined (virt-systemd registers \
+         qemu:///system domains only)"
+    );
+    assert_eq!(user_virsh("domstate vsd-sess").trim(), "running");
+    let machines = lab.run(&["machinectl", "list", "--no-legend"]);
+    assert!(!machines.contains("vsd-sess"), "{machines}");
+    assert!(
+        !lab.exec(&[
+            "test",
+            "-e",
+            &format!("/run/virt-systemd/domains/{sess_uuid}.json")
+        ])
+        .status
+        .success(),
+        "a session hook wrote the system's state"
+    );
+    user_virsh("destroy vsd-sess");
+    let warnings = lab.sh(&format!(
+        "journalctl --no-pager -q SYSLOG_IDENTIFIER=virt-systemd-hook -p warning --since '{since}' || true"
+    ));
+    assert!(warnings.trim().is_empty(), "{warnings}");
 
     // Uninstall the hook: doctor fails on it again.
     let o = vs(&lab, &["hook-install", "--uninstall"]);
