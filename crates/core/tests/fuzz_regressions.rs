@@ -33,7 +33,13 @@ mod mutated {
         Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fuzz")
     }
 
-    fn seeds() -> Vec<Vec<u8>> {
+    /// Read once for all cases.
+    fn seeds() -> &'static [Vec<u8>] {
+        static SEEDS: std::sync::OnceLock<Vec<Vec<u8>>> = std::sync::OnceLock::new();
+        SEEDS.get_or_init(read_seeds)
+    }
+
+    fn read_seeds() -> Vec<Vec<u8>> {
         let mut v: Vec<(std::path::PathBuf, Vec<u8>)> = ["seeds/rewrite", "regressions/rewrite"]
             .iter()
             .flat_map(|d| std::fs::read_dir(fuzz_dir().join(d)).unwrap())
@@ -44,8 +50,13 @@ mod mutated {
         v.into_iter().map(|(_, b)| b).collect()
     }
 
+    fn dictionary() -> &'static [Vec<u8>] {
+        static DICT: std::sync::OnceLock<Vec<Vec<u8>>> = std::sync::OnceLock::new();
+        DICT.get_or_init(read_dictionary)
+    }
+
     /// libFuzzer's dictionary format: one `"token"` a line, `\\`, `\"` and `\xNN` escapes.
-    fn dictionary() -> Vec<Vec<u8>> {
+    fn read_dictionary() -> Vec<Vec<u8>> {
         let text = std::fs::read_to_string(fuzz_dir().join("rewrite.dict")).unwrap();
         text.lines()
             .filter_map(|l| Some(l.trim().strip_prefix('"')?.strip_suffix('"')?.as_bytes()))
@@ -142,7 +153,7 @@ mod mutated {
             edits in proptest::collection::vec(edit(), 1..4),
         ) {
             let seeds = seeds();
-            let input = apply(seeds[seed % seeds.len()].clone(), &edits, &dictionary());
+            let input = apply(seeds[seed % seeds.len()].clone(), &edits, dictionary());
             super::laws::check_all(&input);
         }
     }
