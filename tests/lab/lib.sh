@@ -76,8 +76,8 @@ lab_host_mirror() {
   local apt=${LAB_APT_DIR:-/etc/apt}
   for f in "$apt/sources.list" "$apt"/sources.list.d/*.list; do
     [ -r "$f" ] || continue
-    awk -v re="$suites" '$1 == "deb" { i = 2; if ($2 ~ /^\[/) while (i <= NF && $i !~ /\]$/) i++
-                                      if ($2 ~ /^\[/) i++
+    # deb [OPTIONS] URI SUITE COMPONENTS…
+    awk -v re="$suites" '$1 == "deb" { i = 2; if ($i ~ /^\[/) { while (i < NF && $i !~ /\]$/) i++; i++ }
                                       if ($(i + 1) ~ re) { print $i; exit } }' "$f"
   done
   for f in "$apt"/sources.list.d/*.sources; do
