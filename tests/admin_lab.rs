@@ -361,7 +361,7 @@ fn session(suite: &str) {
     // A session daemon (qemu:///session, spawned by the user's virsh) runs the same hook as
     // its user: the VM runs, the hook says once that it is not registered, and nothing of the
     // system's is touched (no machine, no state file, no warning).
-    let since = lab.run(&["date", "+%Y-%m-%d %H:%M:%S"]).trim().to_string();
+    let since = lab.now();
     lab.sh("useradd -m -u 1500 vsduser && mkdir -p /run/user/1500 && \
          chown vsduser: /run/user/1500 && chmod 700 /run/user/1500");
     let sess_uuid = "7d2e1a2b-7d1f-4c57-9c4e-00000000a003";
@@ -406,9 +406,7 @@ fn session(suite: &str) {
         "a session hook wrote the system's state"
     );
     user_virsh("destroy vsd-sess");
-    let warnings = lab.sh(&format!(
-        "journalctl --no-pager -q SYSLOG_IDENTIFIER=virt-systemd-hook -p warning --since '{since}' || true"
-    ));
+    let warnings = lab.hook_warnings(&since);
     assert!(warnings.trim().is_empty(), "{warnings}");
 
     // Uninstall the hook: doctor fails on it again.

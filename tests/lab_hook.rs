@@ -171,9 +171,7 @@ fn assert_quiet_logs(lab: &Lab, since: &str) {
         libvirt.trim().is_empty(),
         "libvirtd errors about hooks:\n{libvirt}"
     );
-    let ours = lab.sh(&format!(
-        "journalctl --no-pager -q SYSLOG_IDENTIFIER=virt-systemd-hook -p warning --since '{since}' || true"
-    ));
+    let ours = lab.hook_warnings(since);
     assert!(ours.trim().is_empty(), "hook warnings:\n{ours}");
     // Only our own messages: no library debug output (zbus logs every D-Bus message).
     let chatter = lab.sh(&format!(
@@ -189,10 +187,6 @@ fn assert_quiet_logs(lab: &Lab, since: &str) {
         "0",
         "the hook's own INFO lines reach the journal"
     );
-}
-
-fn now(lab: &Lab) -> String {
-    lab.run(&["date", "+%Y-%m-%d %H:%M:%S"]).trim().to_string()
 }
 
 fn install(lab: &Lab) {
@@ -225,7 +219,7 @@ fn session(suite: &str, cgroups: bool) {
         return;
     };
     install(&lab);
-    let since = now(&lab);
+    let since = lab.now();
     let tun = lab.exec(&["test", "-c", "/dev/net/tun"]).status.success();
 
     // A: start registers (with the NIC where the lab has /dev/net/tun); destroy cleans up.
@@ -276,7 +270,7 @@ fn session(suite: &str, cgroups: bool) {
     ));
     let mut c = tiny("vsd-off", 3);
     c.initrd = "/var/lib/libvirt/boot/off-initrd.img";
-    let since_c = now(&lab);
+    let since_c = lab.now();
     define_start(&lab, &c);
     lab.wait_for_text(
         "/var/log/libvirt/qemu/vsd-off-serial.log",

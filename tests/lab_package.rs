@@ -107,7 +107,7 @@ fn session(suite: &str) {
     let Some(lab) = Lab::up(suite) else { return };
     let deb = build_deb(suite);
     lab.copy_in(&deb, "/root/virt-systemd.deb", "644");
-    let since = lab.run(&["date", "+%Y-%m-%d %H:%M:%S"]).trim().to_string();
+    let since = lab.now();
 
     // --- install: Depends satisfied by the lab's packages, postinst reloads libvirtd
     let log = dpkg(&lab, &["-i", "/root/virt-systemd.deb"]);

@@ -13,6 +13,8 @@
 //! pipe only this process holds, reaches end of file.
 #![allow(dead_code)]
 
+#[path = "../common/bins.rs"]
+mod bins;
 pub mod vsock;
 
 use std::fs;
@@ -364,6 +366,18 @@ exec "$0/lab-down.sh" >> "$1" 2>&1"#;
     /// Run a shell script (`sh -c`) in the container, panic unless it succeeds; its stdout.
     pub fn sh(&self, script: &str) -> String {
         self.run(&["sh", "-c", script])
+    }
+
+    /// The container's clock, as `journalctl --since` takes it: mark a point before acting.
+    pub fn now(&self) -> String {
+        self.run(&["date", "+%Y-%m-%d %H:%M:%S"]).trim().to_string()
+    }
+
+    /// What the hook logged at warning level or worse since `since` (empty: nothing).
+    pub fn hook_warnings(&self, since: &str) -> String {
+        self.sh(&format!(
+            "journalctl --no-pager -q SYSLOG_IDENTIFIER=virt-systemd-hook -p warning --since '{since}' || true"
+        ))
     }
 
     /// Write `data` to `path` inside the container (mode in octal, e.g. "644").
