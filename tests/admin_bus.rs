@@ -94,6 +94,8 @@ fn node() -> String {
 }
 
 fn run(args: &[&str], env: &[(&str, &str)]) -> Output {
+    // The libvirt commands run in virt-systemd-libvirt, which virt-systemd execs.
+    bus::bins::dir();
     let mut c = Command::new(BIN);
     c.args(args).env_remove("LIBVIRT_DEFAULT_URI");
     for (k, v) in env {

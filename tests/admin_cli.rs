@@ -8,6 +8,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use virt_systemd::ExitCode;
 
+#[path = "common/bins.rs"]
+mod bins;
+
 const BIN: &str = env!("CARGO_BIN_EXE_virt-systemd");
 
 fn data() -> PathBuf {
@@ -24,6 +27,8 @@ fn update() -> bool {
 
 /// Run with a clean environment for what the binary looks at.
 fn run(args: &[&str], env: &[(&str, &str)]) -> Output {
+    // The libvirt commands run in virt-systemd-libvirt, which virt-systemd execs.
+    bins::dir();
     let mut c = Command::new(BIN);
     c.args(args)
         .env_remove("LIBVIRT_DEFAULT_URI")

@@ -8,6 +8,9 @@ use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+#[path = "common/bins.rs"]
+mod bins;
+
 const BIN: &str = env!("CARGO_BIN_EXE_virt-systemd");
 const WEB_UUID: &str = "5f0c3a52-6f7e-4d1a-9a53-0d2f8c1e4b20";
 
@@ -20,6 +23,8 @@ fn uri(node: &Path) -> String {
 }
 
 fn run(args: &[&str], env: &[(&str, &str)]) -> Output {
+    // The libvirt commands run in virt-systemd-libvirt, which virt-systemd execs.
+    bins::dir();
     let mut c = Command::new(BIN);
     c.args(args)
         .env_remove("LIBVIRT_DEFAULT_URI")

@@ -52,6 +52,8 @@ fn libvirt_helper_does_link_libvirt() {
 #[test]
 fn cli_runs_libvirt_commands_through_the_helper() {
     // test:///default through `virt-systemd`: it must find and exec the helper.
+    // virt-systemd finds the helper beside itself: make sure this build's is there.
+    bins::libvirt_helper();
     let out = Command::new(env!("CARGO_BIN_EXE_virt-systemd"))
         .args([
             "-c",

@@ -6,6 +6,8 @@
 //! The .deb test needs dpkg-deb and dpkg-shlibdeps (Debian), the spec test reads the spec
 //! as text (rpmbuild itself runs in `make rpm`), the PKGBUILD test needs bash.
 
+#[path = "common/bins.rs"]
+mod bins;
 #[path = "../examples/gen-docs.rs"]
 mod gen_docs;
 
@@ -26,12 +28,9 @@ fn read(rel: &str) -> String {
     fs::read_to_string(root().join(rel)).unwrap_or_else(|e| panic!("{rel}: {e}"))
 }
 
-/// Where cargo put the binaries of this test build.
+/// Where cargo put the binaries of this test build (all three, built: tests/common/bins.rs).
 fn bin_dir() -> PathBuf {
-    Path::new(env!("CARGO_BIN_EXE_virt-systemd"))
-        .parent()
-        .unwrap()
-        .to_path_buf()
+    bins::dir().to_path_buf()
 }
 
 fn cargo_version() -> String {

@@ -51,12 +51,10 @@ fn target_dir() -> PathBuf {
         .to_path_buf()
 }
 
-/// Host directory of the freshly built binaries (bind-mounted at [`CT_BIN`]).
+/// Host directory of the freshly built binaries, the hook's and the libvirt helper's
+/// included (bind-mounted at [`CT_BIN`]).
 pub fn bin_dir() -> PathBuf {
-    Path::new(env!("CARGO_BIN_EXE_virt-systemd"))
-        .parent()
-        .expect("binary path has a parent")
-        .to_path_buf()
+    bins::dir().to_path_buf()
 }
 
 /// Path of a project binary inside the container.
