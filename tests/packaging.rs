@@ -801,27 +801,35 @@ fn units_and_paths_fit_the_code() {
         )),
         "{socket}"
     );
-    // the service runs a command the CLI has
-    let service = read("packaging/systemd/virt-systemd-notify.service");
-    let exec = service
-        .lines()
-        .find_map(|l| l.strip_prefix("ExecStart="))
-        .unwrap();
-    let argv: Vec<&str> = exec.split_whitespace().collect();
-    assert!(m.iter().any(|e| e.kind == "bin" && e.path == argv[0]));
-    let cli = virt_systemd::cli::Cli::command();
-    assert!(
-        cli.find_subcommand(argv[1]).is_some(),
-        "virt-systemd-notify.service runs `{exec}`, but the CLI has no `{}` command",
-        argv[1]
-    );
+    // the services run commands the CLI has
+    for unit in [
+        "virt-systemd-notify.service",
+        "virt-systemd-control.service",
+    ] {
+        let service = read(&format!("packaging/systemd/{unit}"));
+        let exec = service
+            .lines()
+            .find_map(|l| l.strip_prefix("ExecStart="))
+            .unwrap();
+        let argv: Vec<&str> = exec.split_whitespace().collect();
+        assert!(m.iter().any(|e| e.kind == "bin" && e.path == argv[0]));
+        let cli = virt_systemd::cli::Cli::command();
+        assert!(
+            cli.find_subcommand(argv[1]).is_some(),
+            "{unit} runs `{exec}`, but the CLI has no `{}` command",
+            argv[1]
+        );
+    }
+    // the control service signals readiness only after its first reconciliation
+    assert!(read("packaging/systemd/virt-systemd-control.service").contains("Type=notify\n"));
     // tmpfiles creates the state dir the config defaults to
     let tmpfiles = read("packaging/tmpfiles.d/virt-systemd.conf");
     let state = virt_systemd::config::Config::default().hook.state_dir;
     assert!(tmpfiles.contains(&format!("d {} 0755 root root", state.display())));
     // the preset enables the socket
-    assert!(read("packaging/systemd/80-virt-systemd.preset")
-        .contains("enable virt-systemd-notify.socket"));
+    let preset = read("packaging/systemd/80-virt-systemd.preset");
+    assert!(preset.contains("enable virt-systemd-notify.socket"));
+    assert!(preset.contains("enable virt-systemd-control.service"));
 }
 
 /// `(section, key)` of every field of the configuration structs in crates/core/src/config.rs.

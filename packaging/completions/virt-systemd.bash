@@ -16,6 +16,9 @@ _virt__systemd() {
             ",$1")
                 cmd="virt__systemd"
                 ;;
+            virt__systemd,control-service)
+                cmd="virt__systemd__subcmd__control__subcmd__service"
+                ;;
             virt__systemd,disable)
                 cmd="virt__systemd__subcmd__disable"
                 ;;
@@ -51,6 +54,9 @@ _virt__systemd() {
                 ;;
             virt__systemd,wait-ready)
                 cmd="virt__systemd__subcmd__wait__subcmd__ready"
+                ;;
+            virt__systemd__subcmd__help,control-service)
+                cmd="virt__systemd__subcmd__help__subcmd__control__subcmd__service"
                 ;;
             virt__systemd__subcmd__help,disable)
                 cmd="virt__systemd__subcmd__help__subcmd__disable"
@@ -95,12 +101,42 @@ _virt__systemd() {
 
     case "${cmd}" in
         virt__systemd)
-            opts="-c -r -h -V --connect --config --readonly --help --version rewrite show enable disable status doctor hook-install notify-listener wait-ready ssh vsock-proxy help"
+            opts="-c -r -h -V --connect --config --readonly --help --version rewrite show enable disable status doctor hook-install notify-listener control-service wait-ready ssh vsock-proxy help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
             case "${prev}" in
+                --connect)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                -c)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        virt__subcmd__systemd__subcmd__control__subcmd__service)
+            opts="-c -r -h --socket-dir --connect --config --readonly --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --socket-dir)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --connect)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
@@ -231,8 +267,22 @@ _virt__systemd() {
             return 0
             ;;
         virt__subcmd__systemd__subcmd__help)
-            opts="rewrite show enable disable status doctor hook-install notify-listener wait-ready ssh vsock-proxy help"
+            opts="rewrite show enable disable status doctor hook-install notify-listener control-service wait-ready ssh vsock-proxy help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        virt__subcmd__systemd__subcmd__help__subcmd__control__subcmd__service)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi

@@ -20,7 +20,11 @@ impl Command {
     pub fn needs_libvirt(&self) -> bool {
         matches!(
             self,
-            Command::Enable(_) | Command::Disable(_) | Command::Status(_) | Command::Doctor(_)
+            Command::Enable(_)
+                | Command::Disable(_)
+                | Command::Status(_)
+                | Command::Doctor(_)
+                | Command::ControlService(_)
         )
     }
 }
@@ -127,7 +131,11 @@ fn run_local_inner(cli: &Cli, notes: &mut Vec<String>) -> Result<()> {
             let (cid, port) = a.resolve().map_err(Error::invalid)?;
             super::notify::vsock_proxy(cid, a.uds.as_deref(), port)
         }
-        Command::Enable(_) | Command::Disable(_) | Command::Status(_) | Command::Doctor(_) => {
+        Command::Enable(_)
+        | Command::Disable(_)
+        | Command::Status(_)
+        | Command::Doctor(_)
+        | Command::ControlService(_) => {
             unreachable!("needs_libvirt")
         }
     }

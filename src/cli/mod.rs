@@ -53,6 +53,8 @@ pub enum Command {
     HookInstall(HookInstallArgs),
     /// Receive guests' readiness notifications over AF_VSOCK (the host service)
     NotifyListener(NotifyListenerArgs),
+    /// Serve machinectl's control socket for every running domain (the host service)
+    ControlService(ControlServiceArgs),
     /// Wait until a domain's guest reports READY=1 (or SSH) in its current boot
     #[command(
         after_help = "Exit status: 0 ready, 15 timed out, 16 domain not running, \
@@ -74,6 +76,14 @@ pub struct NotifyListenerArgs {
     /// (repeatable; adds to [notify.hybrid] in the config)
     #[arg(long = "hybrid", value_name = "DOMAIN=UDS_PATH")]
     pub hybrid: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct ControlServiceArgs {
+    /// Directory of the sockets [default: the config's control.socket_dir,
+    /// /run/virt-systemd/control]
+    #[arg(long, value_name = "DIR")]
+    pub socket_dir: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]

@@ -13,6 +13,7 @@ pub struct Config {
     pub machined: Machined,
     pub hook: Hook,
     pub notify: Notify,
+    pub control: Control,
 }
 
 /// Defaults for what `rewrite`/`enable` give a domain that has no recorded intent yet.
@@ -123,6 +124,31 @@ impl Default for Notify {
     }
 }
 
+/// The machine control service (`virt-systemd control-service`): one varlink socket
+/// (`io.systemd.MachineInstance`) per running domain, which `machinectl` uses on systemd ≥ 261.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(default, deny_unknown_fields)]
+pub struct Control {
+    /// Where the sockets live, named by domain UUID. The hook registers that address with
+    /// machined, so both must agree; only root may enter it.
+    pub socket_dir: PathBuf,
+}
+
+impl Default for Control {
+    fn default() -> Self {
+        Control {
+            socket_dir: "/run/virt-systemd/control".into(),
+        }
+    }
+}
+
+impl Control {
+    /// The control socket of the domain with this UUID (its hyphenated lower-case form).
+    pub fn socket(&self, uuid: &uuid::Uuid) -> PathBuf {
+        self.socket_dir.join(uuid.hyphenated().to_string())
+    }
+}
+
 impl Config {
     /// The listener's vsock port (the one `rewrite` writes into `vmm.notify_socket`).
     pub fn notify_port(&self) -> u32 {
@@ -157,6 +183,13 @@ impl Config {
                 path: path.into(),
                 msg: "hook.grace_ms 0: the backstop must come after the D-Bus deadline \
                       (at least 1 ms)"
+                    .into(),
+            });
+        }
+        if !self.control.socket_dir.is_absolute() {
+            return Err(Error::Config {
+                path: path.into(),
+                msg: "control.socket_dir must be an absolute path (machined takes only those)"
                     .into(),
             });
         }
@@ -200,5 +233,12 @@ mod tests {
         assert_eq!(c.hook.grace_ms, 60_000);
         let e = Config::parse("[hook]\ngrace_ms = 0\n", "t").unwrap_err();
         assert!(e.to_string().contains("hook.grace_ms"), "{e}");
+        let u = uuid::Uuid::parse_str("0F1E2D3C-4B5A-6978-8796-A5B4C3D2E1F0").unwrap();
+        assert_eq!(
+            Config::default().control.socket(&u),
+            Path::new("/run/virt-systemd/control/0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0")
+        );
+        let e = Config::parse("[control]\nsocket_dir = \"rel\"\n", "t").unwrap_err();
+        assert!(e.to_string().contains("control.socket_dir"), "{e}");
     }
 }

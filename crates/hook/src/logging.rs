@@ -18,6 +18,7 @@ fn filter() -> tracing_subscriber::filter::Targets {
         .with_target("virt_systemd", tracing::Level::INFO)
         .with_target("virt_systemd_hook", tracing::Level::INFO)
         .with_target("virt_systemd_cli", tracing::Level::INFO)
+        .with_target("virt_systemd_libvirt", tracing::Level::INFO)
         .with_default(tracing::Level::WARN)
 }
 

@@ -86,7 +86,7 @@ impl Libvirt {
     pub fn is_local(&self) -> bool {
         self.uri
             .split_once("://")
-            .map_or(true, |(_, rest)| rest.is_empty() || rest.starts_with('/'))
+            .is_none_or(|(_, rest)| rest.is_empty() || rest.starts_with('/'))
     }
 
     /// Look a domain up like virsh: by name, then UUID, then ID.

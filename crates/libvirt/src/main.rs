@@ -1,7 +1,8 @@
 //! `virt-systemd-libvirt`: the commands that talk to libvirt (enable, disable, status,
-//! doctor), exec'ed by `virt-systemd` with the same arguments. The only binary that links
+//! doctor, control-service), exec'ed by `virt-systemd` with the same arguments. The only binary that links
 //! libvirt.so; the others stay light (the hook must never load it).
 
+mod control;
 mod diff;
 mod doctor;
 mod enable;
@@ -75,6 +76,11 @@ fn run(cli: &Cli, notes: &mut Vec<String>) -> Result<()> {
                 )));
             }
             Ok(())
+        }
+        Command::ControlService(a) => {
+            virt_systemd::logging::init("virt-systemd-control");
+            let dir = a.socket_dir.as_deref().unwrap_or(&cfg.control.socket_dir);
+            control::run(uri.unwrap_or("qemu:///system"), dir).map_err(Error::Failed)
         }
         _ => unreachable!("run_local handles the commands without libvirt"),
     }

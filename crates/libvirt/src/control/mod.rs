@@ -1,0 +1,311 @@
+//! `virt-systemd control-service`: one `io.systemd.MachineInstance` varlink socket per running
+//! libvirt domain, `<control.socket_dir>/<UUID>`, so that `machinectl poweroff|reboot|
+//! terminate|pause|resume` act through libvirt (systemd ≥ 261 connects to the address the hook
+//! registered). Kept in step with libvirt by its lifecycle events, and reconciled from scratch
+//! whenever the connection is (re)made: after our own start and after a libvirtd restart.
+//!
+//! A process of its own, not the readiness listener: it links libvirt.so, and the listener
+//! must keep working while libvirtd is down or absent.
+
+mod instance;
+mod lv;
+pub mod model;
+
+use instance::{Instance, Shared};
+use lv::Msg;
+use model::Event;
+use std::collections::{BTreeSet, HashMap};
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::{broadcast, mpsc};
+use tracing::{info, warn};
+use zlink::Server;
+
+/// A domain being served.
+struct Served {
+    name: String,
+    events: broadcast::Sender<Event>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+struct Service {
+    dir: PathBuf,
+    conn: Shared,
+    served: HashMap<uuid::Uuid, Served>,
+}
+
+/// Accept only root: the socket powers VMs off, and machined does no check of its own.
+/// The directory (0700) already keeps others out; this holds if someone loosens it.
+#[derive(Debug)]
+struct RootOnly {
+    inner: tokio::net::UnixListener,
+    domain: String,
+}
+
+impl zlink::Listener for RootOnly {
+    type Socket = zlink::tokio::unix::Stream;
+
+    async fn accept(&mut self) -> zlink::Result<Option<zlink::Connection<Self::Socket>>> {
+        loop {
+            match self.inner.accept().await {
+                Ok((s, _)) => match s.peer_cred() {
+                    Ok(c) if c.uid() == 0 => {
+                        return Ok(Some(zlink::tokio::unix::Stream::try_from(s)?.into()))
+                    }
+                    Ok(c) => warn!(
+                        domain = %self.domain, "machine control: domain {}: refused a connection from uid {} (pid {:?})", self.domain,
+                        c.uid(),
+                        c.pid()
+                    ),
+                    Err(e) => {
+                        warn!(domain = %self.domain, "machine control: domain {}: peer credentials: {e}", self.domain)
+                    }
+                },
+                // Out of file descriptors and the like: keep serving once it passes.
+                Err(e) => {
+                    warn!(domain = %self.domain, "machine control: domain {}: accept: {e}", self.domain);
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+            }
+        }
+    }
+}
+
+fn remove(path: &Path) {
+    match std::fs::remove_file(path) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => warn!("cannot remove {}: {e}", path.display()),
+    }
+}
+
+impl Service {
+    fn path(&self, uuid: &uuid::Uuid) -> PathBuf {
+        self.dir.join(uuid.hyphenated().to_string())
+    }
+
+    /// Open the domain's socket and serve it, unless served already.
+    fn start(&mut self, uuid: uuid::Uuid, name: String) {
+        if self.served.contains_key(&uuid) {
+            return;
+        }
+        let path = self.path(&uuid);
+        remove(&path);
+        let inner = match tokio::net::UnixListener::bind(&path) {
+            Ok(l) => l,
+            Err(e) => {
+                warn!(domain = %name, "machine control: domain {}: cannot listen on {}: {e}", name, path.display());
+                return;
+            }
+        };
+        let (events, _) = broadcast::channel(64);
+        let inst = Instance {
+            uuid,
+            name: name.clone(),
+            conn: self.conn.clone(),
+            events: events.clone(),
+        };
+        let listener = RootOnly {
+            inner,
+            domain: name.clone(),
+        };
+        let d = name.clone();
+        let task = tokio::task::spawn_local(async move {
+            if let Err(e) = Server::new(listener, inst).run().await {
+                warn!(domain = %d, "machine control: domain {}: server ended: {e}", d);
+            }
+        });
+        info!(domain = %name, "machine control: domain {}: serving {}", name, path.display());
+        self.served.insert(uuid, Served { name, events, task });
+    }
+
+    /// Close the domain's socket. Subscribers got the final event already; the server goes
+    /// a moment later so that it can still write it.
+    fn stop(&mut self, uuid: &uuid::Uuid) {
+        remove(&self.path(uuid));
+        if let Some(s) = self.served.remove(uuid) {
+            info!(domain = %s.name, "machine control: domain {}: closed", s.name);
+            tokio::task::spawn_local(async move {
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                s.task.abort();
+            });
+        }
+    }
+
+    fn publish(&self, uuid: &uuid::Uuid, e: Event) {
+        if let Some(s) = self.served.get(uuid) {
+            let _ = s.events.send(e);
+        }
+    }
+
+    /// Sockets for exactly the running domains; nothing else in the directory.
+    async fn reconcile(&mut self) -> Result<(), lv::Failed> {
+        let Some(conn) = self.conn.lock().expect("connection lock").clone() else {
+            return Ok(());
+        };
+        let running = tokio::task::spawn_blocking(move || lv::running(&conn))
+            .await
+            .expect("libvirt thread")?;
+        let names: HashMap<_, _> = running.iter().cloned().collect();
+        let running: BTreeSet<_> = names.keys().copied().collect();
+        let serving: BTreeSet<_> = self.served.keys().copied().collect();
+        let entries: Vec<String> = std::fs::read_dir(&self.dir)
+            .map(|rd| {
+                rd.filter_map(|e| e.ok()?.file_name().into_string().ok())
+                    .collect()
+            })
+            .unwrap_or_default();
+        let plan = model::plan(&running, &serving, &entries);
+        for u in &plan.stop {
+            self.stop(u);
+        }
+        for e in &plan.remove {
+            remove(&self.dir.join(e));
+        }
+        for u in plan.start {
+            self.start(u, names[&u].clone());
+        }
+        Ok(())
+    }
+
+    fn on_event(&mut self, uuid: uuid::Uuid, event: i32, detail: i32, name: Option<String>) {
+        match event {
+            // STARTED
+            2 => self.start(uuid, name.unwrap_or_else(|| uuid.to_string())),
+            _ => {
+                let Some(e) = model::lifecycle(event, detail) else {
+                    return;
+                };
+                let last = e.is_final();
+                self.publish(&uuid, e);
+                if last {
+                    self.stop(&uuid);
+                }
+            }
+        }
+    }
+
+    fn stop_all(&mut self) {
+        let all: Vec<_> = self.served.keys().copied().collect();
+        for u in all {
+            remove(&self.path(&u));
+        }
+    }
+}
+
+/// Tell systemd we are ready (Type=notify), once the first reconciliation is done.
+fn sd_notify_ready() {
+    let Some(path) = std::env::var_os("NOTIFY_SOCKET") else {
+        return;
+    };
+    let sock = match std::os::unix::net::UnixDatagram::unbound() {
+        Ok(s) => s,
+        Err(_) => return,
+    };
+    let bytes = std::os::unix::ffi::OsStrExt::as_bytes(path.as_os_str());
+    let r = if let Some(abs) = bytes.strip_prefix(b"@") {
+        use std::os::linux::net::SocketAddrExt;
+        std::os::unix::net::SocketAddr::from_abstract_name(abs)
+            .and_then(|a| sock.send_to_addr(b"READY=1", &a))
+    } else {
+        sock.send_to(b"READY=1", &path)
+    };
+    if let Err(e) = r {
+        warn!("sd_notify: {e}");
+    }
+}
+
+/// Prepare the socket directory: ours, root's, 0700.
+fn prepare_dir(dir: &Path) -> std::io::Result<()> {
+    std::fs::create_dir_all(dir)?;
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+}
+
+/// Run the service until SIGTERM/SIGINT; an error only when it cannot start at all.
+pub fn run(uri: &str, dir: &Path) -> Result<(), String> {
+    prepare_dir(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    // A new socket is never reachable by others, not even between bind and chmod.
+    rustix::process::umask(rustix::fs::Mode::from_raw_mode(0o077));
+    lv::start_event_loop();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| format!("tokio runtime: {e}"))?;
+    let local = tokio::task::LocalSet::new();
+    local.block_on(&rt, serve(uri.to_string(), dir.to_path_buf()))
+}
+
+async fn serve(uri: String, dir: PathBuf) -> Result<(), String> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate()).map_err(|e| e.to_string())?;
+    let mut int = signal(SignalKind::interrupt()).map_err(|e| e.to_string())?;
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    let mut svc = Service {
+        dir,
+        conn: Arc::new(Mutex::new(None)),
+        served: HashMap::new(),
+    };
+    let mut notified = false;
+    let mut backoff = Duration::from_millis(250);
+    let mut said_waiting = false;
+    loop {
+        // (Re)connect. Domains keep running while libvirtd is away; their sockets stay
+        // and answer NotConnected until it is back.
+        let (u, t) = (uri.clone(), tx.clone());
+        let opened = tokio::task::spawn_blocking(move || lv::open(&u, &t))
+            .await
+            .expect("libvirt thread");
+        let conn = match opened {
+            Ok(c) => c,
+            Err(f) => {
+                if !said_waiting {
+                    warn!(
+                        "machine control: cannot connect to {uri} ({}); retrying",
+                        f.msg
+                    );
+                    said_waiting = true;
+                }
+                tokio::select! {
+                    _ = tokio::time::sleep(backoff) => {}
+                    _ = term.recv() => { svc.stop_all(); return Ok(()); }
+                    _ = int.recv() => { svc.stop_all(); return Ok(()); }
+                }
+                backoff = (backoff * 2).min(Duration::from_secs(5));
+                continue;
+            }
+        };
+        info!("machine control: connected to {uri}");
+        said_waiting = false;
+        backoff = Duration::from_millis(250);
+        *svc.conn.lock().expect("connection lock") = Some(conn);
+        if let Err(f) = svc.reconcile().await {
+            warn!("machine control: listing domains: {}", f.msg);
+        }
+        if !notified {
+            sd_notify_ready();
+            notified = true;
+        }
+        loop {
+            tokio::select! {
+                m = rx.recv() => match m {
+                    Some(Msg::Lifecycle { uuid, event, detail, name }) => {
+                        svc.on_event(uuid, event, detail, name)
+                    }
+                    Some(Msg::Reboot(uuid)) => svc.publish(&uuid, Event::reset()),
+                    Some(Msg::Closed(reason)) => {
+                        warn!("machine control: libvirt connection closed (reason {reason}); reconnecting");
+                        break;
+                    }
+                    None => return Err("event channel closed".into()),
+                },
+                _ = term.recv() => { svc.stop_all(); return Ok(()); }
+                _ = int.recv() => { svc.stop_all(); return Ok(()); }
+            }
+        }
+        let old = svc.conn.lock().expect("connection lock").take();
+        // Closing a dead connection blocks on nothing but may take libvirt's lock: not here.
+        tokio::task::spawn_blocking(move || drop(old));
+    }
+}
