@@ -143,6 +143,11 @@ impl Default for Control {
 }
 
 impl Control {
+    /// Where the running service records its PID (for `doctor`): beside the directory.
+    pub fn pid_file(&self) -> PathBuf {
+        self.socket_dir.with_extension("pid")
+    }
+
     /// The control socket of the domain with this UUID (its hyphenated lower-case form).
     pub fn socket(&self, uuid: &uuid::Uuid) -> PathBuf {
         self.socket_dir.join(uuid.hyphenated().to_string())

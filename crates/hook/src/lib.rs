@@ -6,6 +6,7 @@ pub mod dbus_wire;
 pub mod hook;
 pub mod logging;
 pub mod machined;
+pub mod machined_varlink;
 pub mod observe;
 pub mod state;
 

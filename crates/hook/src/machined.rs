@@ -75,6 +75,9 @@ pub struct Registration {
     pub leader: u32,
     pub ifindices: Vec<i32>,
     pub vsock_cid: Option<u32>,
+    /// The domain's control socket (`io.systemd.MachineInstance`), given to machined where
+    /// it takes one (varlink `Register`, systemd ≥ 261).
+    pub control: Option<String>,
 }
 
 /// How QEMU gets its machine.
@@ -90,6 +93,8 @@ pub enum How {
 /// Which API machined answered.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum Api {
+    /// varlink `io.systemd.Machine.Register`, with the control address.
+    Varlink,
     Ex,
     WithNetwork,
 }
@@ -104,6 +109,11 @@ pub trait Bus {
         (self.machine_by_pid(pid), self.machine(name))
     }
     fn register(&self, r: &Registration, how: How) -> BusResult<Api>;
+    /// Might machined take a control address (varlink `Register`, systemd ≥ 261)? `false`
+    /// once it refused one.
+    fn takes_control(&self) -> bool {
+        false
+    }
     /// `Ok(false)`: there was no such machine.
     fn unregister(&self, name: &str) -> BusResult<bool>;
     /// Wait a little before asking again (the `attempt`th time, from 0), for machined to
@@ -201,6 +211,8 @@ pub struct Machined {
     api_cache: Option<PathBuf>,
     /// Lookups sent ahead by `prefetch`.
     prefetched: RefCell<Option<Prefetched>>,
+    /// machined's varlink socket.
+    varlink: PathBuf,
 }
 
 /// A lookup on its way: (method, serial, the error that means "none").
@@ -211,6 +223,12 @@ struct Prefetched {
     by_pid: Sent,
     name: Option<(String, Sent)>,
 }
+
+/// What `lacks` remembers when machined takes no control address.
+const VARLINK_CONTROL: &str = "io.systemd.Machine.Register controlAddress";
+/// And when it does (the cache file holds what machined lacks, and this one line of what
+/// it has, so that the description is asked for once per machined).
+const TAKES_CONTROL: &str = "+io.systemd.Machine.Register controlAddress";
 
 const SYSTEM_BUS: &str = "unix:path=/var/run/dbus/system_bus_socket";
 
@@ -247,6 +265,7 @@ impl Machined {
             peer: RefCell::new(None),
             api_cache: None,
             prefetched: RefCell::new(None),
+            varlink: crate::machined_varlink::SOCKET.into(),
         })
     }
 
@@ -376,8 +395,61 @@ impl Machined {
         Some(format!("{guid} {peer}"))
     }
 
-    /// The cache: first line the instance, then one method name per line.
-    fn lacks(&self, method: &str) -> bool {
+    /// varlink `Register` with `control`. `Err(None)`: this machined cannot take a control
+    /// address (no varlink socket, or it refused the parameter): use D-Bus.
+    fn register_varlink(
+        &self,
+        r: &Registration,
+        control: &str,
+        pidfd: &impl std::os::fd::AsFd,
+    ) -> Result<(), Option<BusError>> {
+        use crate::machined_varlink::{self as vl, CallError};
+        const METHOD: &str = "io.systemd.Machine.Register";
+        let left = self.wire.borrow().remaining().map_err(|_| {
+            Some(BusError::Timeout {
+                method: METHOD,
+                ms: self.timeout.as_millis(),
+            })
+        })?;
+        let id: String = r.id.iter().map(|b| format!("{b:02x}")).collect();
+        let reg = vl::Register {
+            name: &r.name,
+            id,
+            service: SERVICE,
+            class: "vm",
+            leader_process_id: vl::ProcessId {
+                pid: r.leader,
+                pidfd_id: vl::pidfd_id(pidfd),
+            },
+            if_indices: r.ifindices.clone(),
+            v_sock_cid: r.vsock_cid,
+            ssh_address: r.vsock_cid.map(|c| format!("vsock/{c}")),
+            control_address: control,
+            allocate_unit: false,
+        };
+        match vl::register(self.varlink.as_ref(), &reg, Instant::now() + left) {
+            Ok(()) => Ok(()),
+            Err(e) if e.is_unknown_parameter() => Err(None),
+            Err(CallError::Absent(_)) => Err(None),
+            Err(CallError::Timeout) => Err(Some(BusError::Timeout {
+                method: METHOD,
+                ms: self.timeout.as_millis(),
+            })),
+            Err(CallError::Reply { name, parameters }) => Err(Some(BusError::Method {
+                method: METHOD,
+                name,
+                msg: parameters,
+            })),
+            Err(CallError::Io(msg)) => Err(Some(BusError::Other {
+                method: METHOD,
+                msg,
+            })),
+        }
+    }
+
+    /// The cache: first line the instance, then one line per fact: a method or parameter
+    /// machined lacks, or (with a leading `+`) one it has.
+    fn cached(&self, method: &str) -> bool {
         let (Some(path), Some(instance)) = (&self.api_cache, self.instance()) else {
             return false;
         };
@@ -388,7 +460,7 @@ impl Machined {
         lines.next() == Some(instance.as_str()) && lines.any(|l| l == method)
     }
 
-    fn remember_lacks(&self, method: &str) {
+    fn remember(&self, method: &str) {
         let (Some(path), Some(instance)) = (&self.api_cache, self.instance()) else {
             return;
         };
@@ -452,6 +524,29 @@ pub const NO_SUCH_MACHINE: &str = "org.freedesktop.machine1.NoSuchMachine";
 pub const NO_MACHINE_FOR_PID: &str = "org.freedesktop.machine1.NoMachineForPID";
 
 impl Bus for Machined {
+    fn takes_control(&self) -> bool {
+        if !self.varlink.exists() || self.cached(VARLINK_CONTROL) {
+            return false;
+        }
+        if self.cached(TAKES_CONTROL) {
+            return true;
+        }
+        let Ok(left) = self.wire.borrow().remaining() else {
+            return false;
+        };
+        match crate::machined_varlink::takes_control_address(&self.varlink, Instant::now() + left) {
+            Ok(true) => {
+                self.remember(TAKES_CONTROL);
+                true
+            }
+            Ok(false) => {
+                self.remember(VARLINK_CONTROL);
+                false
+            }
+            Err(_) => false,
+        }
+    }
+
     fn machine_by_pid(&self, pid: u32) -> BusResult<Option<MachineInfo>> {
         let [m] = self.machines([self.by_pid(pid)]);
         m
@@ -499,6 +594,18 @@ impl Bus for Machined {
             })?,
             rustix::process::PidfdFlags::empty(),
         );
+        // With a control address, machinectl's verbs act through libvirt instead of
+        // killing QEMU with signals. Only for a scope of QEMU's own: `allocateUnit` would
+        // give a scope without the ordering after libvirtd that `CreateMachineEx` sets.
+        if let (Some(ctl), How::Register, Ok(fd)) = (&r.control, how, &pidfd) {
+            if !self.cached(VARLINK_CONTROL) {
+                match self.register_varlink(r, ctl, fd) {
+                    Ok(()) => return Ok(Api::Varlink),
+                    Err(Some(e)) => return Err(e),
+                    Err(None) => self.remember(VARLINK_CONTROL),
+                }
+            }
+        }
         let ex = match how {
             How::Register => "RegisterMachineEx",
             How::Create => "CreateMachineEx",
@@ -507,7 +614,7 @@ impl Bus for Machined {
         // GUID and unique name match) cannot have gained it: go straight to the fallback.
         // So does a bus that would not pass the pidfd.
         let fds = self.wire.borrow().unix_fds();
-        if let (Ok(fd), false, true) = (&pidfd, self.lacks(ex), fds) {
+        if let (Ok(fd), false, true) = (&pidfd, self.cached(ex), fds) {
             let mut props: Vec<(&str, Value)> = vec![
                 ("Id", Value::from(r.id.clone())),
                 ("Service", Value::from(SERVICE)),
@@ -527,7 +634,7 @@ impl Bus for Machined {
             };
             match res {
                 Ok(_) => return Ok(Api::Ex),
-                Err(e) if e.is(UNKNOWN_METHOD) => self.remember_lacks(ex),
+                Err(e) if e.is(UNKNOWN_METHOD) => self.remember(ex),
                 Err(e) => return Err(e),
             }
         }

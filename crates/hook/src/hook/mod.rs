@@ -299,6 +299,7 @@ fn started(
         unit: machined::unit_of_cgroup(&cgroup),
         ifindices,
         vsock_cid: facts.vsock.as_ref().and_then(|v| v.cid),
+        control: Some(cfg.control.socket(&uuid).display().to_string()),
     };
     let mut save = |s: &DomainState| {
         if let Err(e) = store.save(s) {

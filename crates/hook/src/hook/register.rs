@@ -29,6 +29,8 @@ pub struct Target<'a> {
     pub unit: Option<String>,
     pub ifindices: Vec<i32>,
     pub vsock_cid: Option<u32>,
+    /// The control socket machined should give machinectl (see `machined::Registration`).
+    pub control: Option<String>,
 }
 
 fn ours(m: &MachineInfo, id: &[u8]) -> bool {
@@ -122,25 +124,67 @@ pub fn register(
     st.leader = Some(t.leader);
     st.vsock_cid = t.vsock_cid;
     save(st);
-    let api = bus.register(
-        &Registration {
-            name: name.clone(),
-            id,
-            leader: t.leader,
-            ifindices: t.ifindices.clone(),
-            vsock_cid: t.vsock_cid,
-        },
-        how,
-    )?;
+    let reg = Registration {
+        name: name.clone(),
+        id,
+        leader: t.leader,
+        ifindices: t.ifindices.clone(),
+        vsock_cid: t.vsock_cid,
+        control: t.control.clone(),
+    };
+    let mut api = bus.register(&reg, how)?;
     st.registered = true;
     st.api = Some(api);
     save(st);
+    if how == How::Create && reg.control.is_some() && bus.takes_control() {
+        api = hand_over(bus, &reg, st, save)?;
+        how = How::Register;
+    }
     Ok(Outcome::Registered {
         name,
         how,
         api,
         replaced,
     })
+}
+
+/// QEMU had no scope of its own, so machined made one (with the ordering after libvirtd
+/// that only `CreateMachine…` can set) — but a control address is given only by varlink
+/// `Register`, which cannot create such a scope. So: unregister (the scope and QEMU stay),
+/// and register again in that scope with the control address. Should that fail, the
+/// machine comes back without one: never left unregistered.
+fn hand_over(
+    bus: &dyn Bus,
+    reg: &Registration,
+    st: &mut DomainState,
+    save: &mut dyn FnMut(&DomainState),
+) -> Result<machined::Api, BusError> {
+    bus.unregister(&reg.name)?;
+    st.registered = false;
+    save(st);
+    if let Some(other) = forgotten(bus, &reg.name, Some(reg.leader))? {
+        // Cannot happen short of a race with another registrar: leave theirs alone.
+        return Err(BusError::Other {
+            method: "RegisterMachine",
+            msg: format!("machine {other} took QEMU's PID during the hand-over"),
+        });
+    }
+    st.how = Some(How::Register);
+    let api = match bus.register(reg, How::Register) {
+        Ok(api) => api,
+        Err(e) => {
+            tracing::warn!(domain = %reg.name, "control address not registered: {e}");
+            let plain = Registration {
+                control: None,
+                ..reg.clone()
+            };
+            bus.register(&plain, How::Register)?
+        }
+    };
+    st.registered = true;
+    st.api = Some(api);
+    save(st);
+    Ok(api)
 }
 
 /// Return once machined has forgotten the machine `gone` we just unregistered. It drops an
@@ -210,6 +254,8 @@ mod tests {
         /// garbage collection, here after this many pauses.
         gc_lag: u32,
         limbo: RefCell<Vec<(MachineInfo, u32)>>,
+        /// machined takes control addresses (systemd ≥ 261).
+        control: bool,
     }
 
     impl Script {
@@ -260,9 +306,11 @@ mod tests {
             attempt < 100
         }
         fn register(&self, r: &Registration, how: How) -> Result<machined::Api, BusError> {
-            self.calls
-                .borrow_mut()
-                .push(format!("register {} {how:?}", r.name));
+            self.calls.borrow_mut().push(format!(
+                "register {} {how:?}{}",
+                r.name,
+                if r.control.is_some() { " +control" } else { "" }
+            ));
             // machined refuses a name or leader it still holds (and stops the unit).
             if self
                 .known()
@@ -284,6 +332,9 @@ mod tests {
                 unit: String::new(),
             });
             Ok(machined::Api::WithNetwork)
+        }
+        fn takes_control(&self) -> bool {
+            self.control
         }
         fn unregister(&self, name: &str) -> Result<bool, BusError> {
             self.calls.borrow_mut().push(format!("unregister {name}"));
@@ -332,6 +383,15 @@ mod tests {
     }
 
     fn try_run(bus: &Script, cfg: &Config, unit: &str) -> Result<(Outcome, DomainState), BusError> {
+        try_run_with(bus, cfg, unit, None)
+    }
+
+    fn try_run_with(
+        bus: &Script,
+        cfg: &Config,
+        unit: &str,
+        control: Option<&str>,
+    ) -> Result<(Outcome, DomainState), BusError> {
         let t = Target {
             domain: "web_01",
             uuid: uuid::Uuid::parse_str(U).unwrap(),
@@ -339,6 +399,7 @@ mod tests {
             unit: Some(unit.into()),
             ifindices: vec![7],
             vsock_cid: None,
+            control: control.map(str::to_string),
         };
         let mut st = DomainState {
             uuid: U.into(),
@@ -362,6 +423,53 @@ mod tests {
         assert_eq!(st.machine.as_deref(), Some("web-01"));
         assert!(st.registered);
         assert_eq!(bus.calls.borrow().last().unwrap(), "register web-01 Create");
+    }
+
+    #[test]
+    fn created_scope_is_handed_to_a_registration_with_control_address() {
+        let bus = Script {
+            control: true,
+            gc_lag: 2,
+            ..Default::default()
+        };
+        let (o, st) = try_run_with(
+            &bus,
+            &Config::default(),
+            "libvirtd.service",
+            Some("/run/c/x"),
+        )
+        .unwrap();
+        assert!(matches!(o, Outcome::Registered { .. }), "{o:?}");
+        assert_eq!(
+            *bus.calls.borrow(),
+            vec![
+                "by_pid 100",
+                "machine web-01",
+                "register web-01 Create +control",
+                "unregister web-01",
+                "by_pid 100",
+                "pause",
+                "by_pid 100",
+                "pause",
+                "by_pid 100",
+                "register web-01 Register +control"
+            ]
+        );
+        assert!(st.registered);
+        assert_eq!(st.how, Some(How::Register));
+        // A machined without control addresses: the created scope stays as it is.
+        let bus = Script::default();
+        try_run_with(
+            &bus,
+            &Config::default(),
+            "libvirtd.service",
+            Some("/run/c/x"),
+        )
+        .unwrap();
+        assert_eq!(
+            bus.calls.borrow().last().unwrap(),
+            "register web-01 Create +control"
+        );
     }
 
     #[test]

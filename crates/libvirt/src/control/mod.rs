@@ -225,6 +225,7 @@ fn prepare_dir(dir: &Path) -> std::io::Result<()> {
 
 /// Run the service until SIGTERM/SIGINT; an error only when it cannot start at all.
 pub fn run(uri: &str, dir: &Path) -> Result<(), String> {
+    let pid_file = dir.with_extension("pid");
     prepare_dir(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
     // A new socket is never reachable by others, not even between bind and chmod.
     rustix::process::umask(rustix::fs::Mode::from_raw_mode(0o077));
@@ -234,10 +235,20 @@ pub fn run(uri: &str, dir: &Path) -> Result<(), String> {
         .build()
         .map_err(|e| format!("tokio runtime: {e}"))?;
     let local = tokio::task::LocalSet::new();
-    local.block_on(&rt, serve(uri.to_string(), dir.to_path_buf()))
+    let r = local.block_on(&rt, serve(uri.to_string(), dir.to_path_buf(), &pid_file));
+    let _ = std::fs::remove_file(&pid_file);
+    r
 }
 
-async fn serve(uri: String, dir: PathBuf) -> Result<(), String> {
+/// Record our PID for `doctor` (world-readable: it says only that we run).
+fn write_pid(path: &Path) {
+    let text = format!("{}\n", std::process::id());
+    if let Err(e) = virt_systemd::fsutil::write_atomic(path, text.as_bytes(), 0o644) {
+        warn!("cannot write {}: {e}", path.display());
+    }
+}
+
+async fn serve(uri: String, dir: PathBuf, pid_file: &Path) -> Result<(), String> {
     use tokio::signal::unix::{signal, SignalKind};
     let mut term = signal(SignalKind::terminate()).map_err(|e| e.to_string())?;
     let mut int = signal(SignalKind::interrupt()).map_err(|e| e.to_string())?;
@@ -284,6 +295,7 @@ async fn serve(uri: String, dir: PathBuf) -> Result<(), String> {
             warn!("machine control: listing domains: {}", f.msg);
         }
         if !notified {
+            write_pid(pid_file);
             sd_notify_ready();
             notified = true;
         }
