@@ -146,6 +146,20 @@ pub struct Facts {
     pub config: (String, Result<bool, String>),
     /// Who runs doctor: 0, or a user whose domains are session domains (qemu:///session).
     pub uid: u32,
+    /// `virt-systemd control-service` runs (its PID file names a live process).
+    pub control_service: bool,
+}
+
+/// Is the control service running? Its PID file names a live process of ours.
+pub fn gather_control_service(pid_file: &Path, proc: &Path) -> bool {
+    let Some(pid) = std::fs::read_to_string(pid_file)
+        .ok()
+        .and_then(|t| t.trim().parse::<u32>().ok())
+    else {
+        return false;
+    };
+    std::fs::read(proc.join(pid.to_string()).join("cmdline"))
+        .is_ok_and(|c| c.split(|&b| b == 0).any(|a| a == b"control-service"))
 }
 
 /// The effective user.
@@ -561,15 +575,38 @@ pub fn checks(f: &Facts) -> Vec<Check> {
             Ok(v) => format!("systemd {v}"),
             Err(_) => "this systemd".into(),
         };
-        out.push(check(
-            "machinectl",
-            Warn,
-            format!(
-                "{}; {systemd}, and virt-systemd serves no control socket for libvirt VMs",
-                crate::machinectl::advice()
+        let major = f.systemd_version.as_deref().ok().and_then(systemd_major);
+        let controls = major.is_some_and(|v| v >= crate::machinectl::CONTROL_SYSTEMD);
+        out.push(match (controls, f.control_service) {
+            (true, true) => check(
+                "machinectl",
+                Pass,
+                format!(
+                    "machinectl {} act on libvirt VMs through libvirt ({systemd}, virt-systemd-control.service running); machinectl kill still signals QEMU: use virsh destroy",
+                    crate::machinectl::CONTROLLED
+                ),
+                None,
             ),
-            Some("stop, reboot and pause libvirt VMs with virsh (shutdown, reboot, suspend, resume, destroy)"),
-        ));
+            (true, false) => check(
+                "machinectl",
+                Warn,
+                format!(
+                    "{systemd} takes control sockets, but virt-systemd-control.service is not running: machinectl {} on libvirt VMs fail (the VMs are left alone)",
+                    crate::machinectl::CONTROLLED
+                ),
+                Some("systemctl enable --now virt-systemd-control.service"),
+            ),
+            (false, _) => check(
+                "machinectl",
+                Warn,
+                format!(
+                    "{}; {systemd} has no control sockets for machines (systemd {}+)",
+                    crate::machinectl::advice(),
+                    crate::machinectl::CONTROL_SYSTEMD
+                ),
+                Some("stop, reboot and pause libvirt VMs with virsh (shutdown, reboot, suspend, resume, destroy)"),
+            ),
+        });
     }
 
     // A user's own domains (qemu:///session): the hook leaves them alone (crate
@@ -708,6 +745,7 @@ mod tests {
             ssh_proxy: Some("/usr/lib/systemd/systemd-ssh-proxy".into()),
             config: ("/etc/virt-systemd/config.toml".into(), Ok(false)),
             uid: 0,
+            control_service: false,
         }
     }
 
@@ -758,6 +796,51 @@ mod tests {
             m.message
         );
         assert!(m.message.contains("systemd 257.9-1"), "{}", m.message);
+    }
+
+    #[test]
+    fn machinectl_verbs_are_safe_only_with_control_sockets_served() {
+        let mut f = good();
+        f.systemd_version = Ok("262.1-1".into());
+        let m = |f: &Facts| {
+            checks(f)
+                .into_iter()
+                .find(|c| c.id == "machinectl")
+                .unwrap()
+        };
+        let c = m(&f);
+        assert_eq!(c.verdict, Verdict::Warn, "{c:?}");
+        assert!(c.message.contains("not running"), "{c:?}");
+        assert!(c
+            .fix
+            .as_deref()
+            .unwrap()
+            .contains("enable --now virt-systemd-control"));
+        f.control_service = true;
+        let c = m(&f);
+        assert_eq!(c.verdict, Verdict::Pass, "{c:?}");
+        assert!(c.message.contains("machinectl kill still signals"), "{c:?}");
+        f.systemd_version = Ok("260".into());
+        assert_eq!(m(&f).verdict, Verdict::Warn);
+    }
+
+    #[test]
+    fn control_service_is_seen_by_its_pid_file() {
+        let t = tempfile::tempdir().unwrap();
+        let pid = t.path().join("control.pid");
+        let proc = t.path().join("proc");
+        assert!(!gather_control_service(&pid, &proc));
+        std::fs::write(&pid, "4242\n").unwrap();
+        assert!(!gather_control_service(&pid, &proc), "no such process");
+        std::fs::create_dir_all(proc.join("4242")).unwrap();
+        std::fs::write(proc.join("4242/cmdline"), b"/usr/bin/sleep\0infinity\0").unwrap();
+        assert!(!gather_control_service(&pid, &proc), "someone else's PID");
+        std::fs::write(
+            proc.join("4242/cmdline"),
+            b"/usr/libexec/virt-systemd/virt-systemd-libvirt\0control-service\0",
+        )
+        .unwrap();
+        assert!(gather_control_service(&pid, &proc));
     }
 
     #[test]

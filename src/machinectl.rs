@@ -12,6 +12,8 @@
 //! | `kill` | `KillMachine(all, SIGTERM)` | shut off |
 //!
 //! `pause`/`resume` (systemd ≥ 262) need a control socket and are refused without one.
+//! From systemd 261 the hook registers a control address and `virt-systemd control-service`
+//! serves it: the verbs then go through libvirt (`kill` stays a signal).
 
 use serde::Serialize;
 
@@ -47,11 +49,22 @@ pub const HARMFUL: [Harmful; 4] = [
     },
 ];
 
-/// How machinectl reaches a domain: not at all (no machine), or only through machined's
-/// signals (`"signals"`: the verbs above end it).
-pub fn reach(registered: bool) -> Option<&'static str> {
-    registered.then_some("signals")
+/// How machinectl reaches a domain: not at all (no machine), through its control socket
+/// (`"control"`: registered with a control address, systemd ≥ 261; the verbs go through
+/// libvirt), or only through machined's signals (`"signals"`: the verbs above end it).
+pub fn reach(registered: bool, control: bool) -> Option<&'static str> {
+    match (registered, control) {
+        (false, _) => None,
+        (true, true) => Some("control"),
+        (true, false) => Some("signals"),
+    }
 }
+
+/// The verbs that go through a control socket (systemd ≥ 261).
+pub const CONTROLLED: &str = "poweroff|reboot|terminate|pause|resume";
+
+/// The first systemd whose machined takes a control address.
+pub const CONTROL_SYSTEMD: u32 = 261;
 
 /// `poweroff|reboot|terminate|kill`.
 pub fn verbs() -> String {
@@ -86,7 +99,8 @@ mod tests {
             a.starts_with("machinectl poweroff|reboot|terminate|kill "),
             "{a}"
         );
-        assert_eq!(reach(true), Some("signals"));
-        assert_eq!(reach(false), None);
+        assert_eq!(reach(true, false), Some("signals"));
+        assert_eq!(reach(true, true), Some("control"));
+        assert_eq!(reach(false, true), None);
     }
 }

@@ -28,9 +28,11 @@
 //!     },
 //!     "drift": [string],             // intent vs rendered XML differences
 //!     "restart_pending": bool,       // running with an older definition than the saved one
-//!     "machinectl": null | "signals" // how machinectl reaches it: not at all (no machine),
-//!                                    // or only by machined's signals, which end the VM
-//!                                    // (crate::machinectl; "control" once served)
+//!     "machinectl": null | "control" | "signals"
+//!                                    // how machinectl reaches it: not at all (no machine),
+//!                                    // through its control socket and libvirt (systemd ≥
+//!                                    // 261), or only by machined's signals, which end the
+//!                                    // VM (crate::machinectl)
 //!   } ]
 //! }
 //! ```
@@ -183,7 +185,13 @@ pub fn row(i: Input) -> Result<Row> {
         (Some(d), true) => crate::metadata::read(d)? != record,
         _ => false,
     };
-    let machinectl = crate::machinectl::reach(i.running && i.machine.is_some());
+    // Our registration carries the control address only when it went over varlink.
+    let control = i
+        .hook_state
+        .as_ref()
+        .is_some_and(|s| s.registered && s.api == Some(crate::machined::Api::Varlink))
+        && i.machine.as_ref().and_then(|m| m.service.as_deref()) == Some("virt-systemd");
+    let machinectl = crate::machinectl::reach(i.running && i.machine.is_some(), control);
     Ok(Row {
         name: i.name,
         uuid: i.uuid,
@@ -302,7 +310,7 @@ pub fn table(s: &Status) -> String {
     let reached: Vec<&str> = s
         .domains
         .iter()
-        .filter(|r| r.machinectl.is_some())
+        .filter(|r| r.machinectl == Some("signals"))
         .map(|r| r.name.as_str())
         .collect();
     if !reached.is_empty() {

@@ -91,14 +91,26 @@ pub struct Options {
     /// `LAB_LIBVIRT_CGROUPS=1`: libvirt sees usable cgroups and registers `qemu-N-NAME` with
     /// machined itself; `false`: QEMU stays in libvirtd.service and libvirt does not register.
     pub libvirt_cgroups: bool,
+    /// Run this session when `LAB_SUITES` is not set, whatever the suite: for the tests of
+    /// features only the newest systemd has, which gate CI on sid (see [`NEWEST_SUITE`]).
+    pub by_default: bool,
 }
+
+/// The suite with the newest systemd and libvirt, for what only they have (control
+/// sockets: systemd ≥ 261). Its tests run by default too ([`Options::by_default`]).
+pub const NEWEST_SUITE: &str = "sid";
 
 impl Options {
     pub fn new(suite: &str) -> Self {
         Options {
             suite: suite.to_string(),
             libvirt_cgroups: false,
+            by_default: false,
         }
+    }
+    pub fn by_default(mut self) -> Self {
+        self.by_default = true;
+        self
     }
     pub fn libvirt_cgroups(mut self, on: bool) -> Self {
         self.libvirt_cgroups = on;
@@ -132,7 +144,9 @@ impl Lab {
             "lab {} (LAB_LIBVIRT_CGROUPS={})",
             opts.suite, opts.libvirt_cgroups as u8
         );
-        if !selected_suites().contains(&opts.suite) {
+        let default = std::env::var("LAB_SUITES").map_or(true, |v| v.trim().is_empty());
+        let selected = selected_suites().contains(&opts.suite) || (default && opts.by_default);
+        if !selected {
             announce(&format!(
                 "SKIPPED {what}: suite not selected (LAB_SUITES={})",
                 selected_suites().join(",")

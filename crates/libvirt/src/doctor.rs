@@ -24,12 +24,12 @@ pub fn doctor(uri: Option<&str>, config_path: Option<&Path>, paths: &HostPaths) 
         None => (Path::new(config::DEFAULT_PATH), false),
     };
     let exists = cpath.exists();
+    let loaded = Config::load(cpath, explicit);
     let config = (
         cpath.display().to_string(),
-        Config::load(cpath, explicit)
-            .map(|_| exists)
-            .map_err(|e| e.to_string()),
+        loaded.as_ref().map(|_| exists).map_err(|e| e.to_string()),
     );
+    let cfg = loaded.unwrap_or_default();
     let facts = Facts {
         hook: doctor::gather_hook(&paths.hooks_dir),
         daemons: doctor::gather_daemons(&paths.proc),
@@ -44,6 +44,7 @@ pub fn doctor(uri: Option<&str>, config_path: Option<&Path>, paths: &HostPaths) 
         ssh_proxy: doctor::gather_ssh_proxy(&paths.ssh_proxy),
         config,
         uid: doctor::gather_uid(),
+        control_service: doctor::gather_control_service(&cfg.control.pid_file(), &paths.proc),
     };
     doctor::doctor(&facts)
 }
