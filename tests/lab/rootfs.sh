@@ -49,8 +49,8 @@ chroot "$NEW" env -i PATH="$CT_PATH" HOME=/root DEBIAN_FRONTEND=noninteractive L
   if [ -n "$C" ]; then cp "$C" "$B/kernel-config"; else : > "$B/kernel-config"; fi
   echo "$KPKG" > "$B/kernel-package"
   # modules test guests may need (dmi-sysfs exposes /sys/firmware/dmi/entries when it is not
-  # built in; vsock for future guest-side tests), decompressed
-  for m in dmi-sysfs vsock vmw_vsock_virtio_transport_common vmw_vsock_virtio_transport; do
+  # built in; vsock for guest-side tests; evdev and button for the ACPI power button), decompressed
+  for m in dmi-sysfs vsock vmw_vsock_virtio_transport_common vmw_vsock_virtio_transport evdev button; do
     f=$(find /tmp/k -name "$m.ko*" | head -1)
     [ -n "$f" ] || continue
     case "$f" in
