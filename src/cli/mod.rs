@@ -54,6 +54,15 @@ pub enum Command {
     /// Receive guests' readiness notifications over AF_VSOCK (the host service)
     NotifyListener(NotifyListenerArgs),
     /// Serve machinectl's control socket for every running domain (the host service)
+    #[command(
+        after_help = "One root-only varlink socket (io.systemd.MachineInstance) per running \
+domain, <socket_dir>/<UUID>; the hook registers that address with systemd-machined (systemd >= \
+261), and machinectl then acts through libvirt: poweroff = virsh shutdown, reboot = virsh \
+reboot, terminate = virsh destroy, pause/resume = virsh suspend/resume; Describe reports \
+QEMU-style run states, SubscribeEvents libvirt's lifecycle events. Storage methods answer \
+NotSupported. Run by virt-systemd-control.service; follows libvirt's events and reconciles \
+its sockets whenever it (re)connects."
+    )]
     ControlService(ControlServiceArgs),
     /// Wait until a domain's guest reports READY=1 (or SSH) in its current boot
     #[command(
