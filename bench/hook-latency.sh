@@ -7,7 +7,12 @@
 #    median); peak RSS with GNU time.
 # Targets (issue 4): prepare <= 1.5x /bin/true, started <= 3x, peak RSS <= 8 MiB.
 #
-# Usage: bench/hook-latency.sh [--runs N] [--no-lab]
+# Usage: bench/hook-latency.sh [--runs N] [--no-lab] [--suite SUITE] [--scope]
+#   --suite: the lab's Debian suite (trixie; sid for systemd >= 261, where `started`
+#            registers over varlink with a control address)
+#   --scope: the stand-in QEMU runs in a scope of its own, as libvirt with cgroups puts QEMU
+#            (the hook then registers that scope; without it, in a service: machined makes
+#            the scope, and on sid the hook then hands it over to a varlink registration)
 # Needs root for the lab part, python3, and GNU time (apt-get install time) for peak RSS.
 set -euo pipefail
 export LC_ALL=C
@@ -15,11 +20,15 @@ here="$(cd "$(dirname "$0")" && pwd)"
 root="$(dirname "$here")"
 runs=200
 lab=1
+suite=trixie
+scope=0
 while [ $# -gt 0 ]; do
   case "$1" in
     --runs) runs="$2"; shift 2 ;;
     --no-lab) lab=0; shift ;;
-    -h | --help) sed -n '2,12p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    --suite) suite="$2"; shift 2 ;;
+    --scope) scope=1; shift ;;
+    -h | --help) sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "unknown argument: $1" >&2; exit 2 ;;
   esac
 done
@@ -69,7 +78,7 @@ printf '%-30s %10s %10s %7s %8s\n' what hook_ms true_ms ratio rss_kib
 printf '%-30s %10.3f %10.3f %7s %8s\n' "prepare (host, no D-Bus)" "$hp" "$tp" "$(ratio "$hp" "$tp")" "$rss_prepare"
 
 [ "$lab" = 1 ] || exit 0
-export SUITE=trixie LAB_BIN_DIR="$root/target/dist" LAB_LOCK=${LAB_LOCK:-/run/lock/virt-systemd-lab.lock}
+export SUITE=$suite LAB_BIN_DIR="$root/target/dist" LAB_LOCK=${LAB_LOCK:-/run/lock/virt-systemd-lab.lock}
 exec 9>"$LAB_LOCK"; flock 9; export LAB_LOCK_HELD=1
 trap '"$root/tests/lab/lab-down.sh" >/dev/null 2>&1 || true' EXIT
 "$root/tests/lab/lab-up.sh" > "$out/hook-lab-up.log" 2>&1
@@ -78,8 +87,15 @@ ct="$root/tests/lab/ct.sh"
 "$ct" sh -c 'cat > /root/live.xml' < "$out/hook-domain.xml"
 "$ct" bash -c '
 set -e
-systemd-run -q --unit=bench-fakeqemu sleep 3600
-pid=$(systemctl show -P MainPID bench-fakeqemu)
+if [ '"$scope"' = 1 ]; then
+  # systemd-run --scope puts itself in the scope, then execs the command: $! is it.
+  systemd-run -q --scope --unit=bench-fakeqemu sleep 3600 &
+  pid=$!
+  for _ in $(seq 100); do systemctl -q is-active bench-fakeqemu.scope && break; sleep 0.05; done
+else
+  systemd-run -q --unit=bench-fakeqemu sleep 3600
+  pid=$(systemctl show -P MainPID bench-fakeqemu)
+fi
 mkdir -p /run/bench-pids && echo "$pid" > /run/bench-pids/web-01.pid
 printf "[hook]\npid_dir = \"/run/bench-pids\"\n" > /root/hook.toml
 export VIRT_SYSTEMD_CONFIG=/root/hook.toml
@@ -105,5 +121,6 @@ stats() {
 echo "$(stats /root/t_hook) $(stats /root/t_true) $rss $n"
 ' > "$out/hook-started.txt"
 read -r mh medh mt medt rss n < "$out/hook-started.txt"
+echo "lab: $suite, stand-in QEMU in a $([ "$scope" = 1 ] && echo scope || echo service)"
 printf '%-30s %10.3f %10.3f %7s %8s\n' "started (lab, mean of $n)" "$mh" "$mt" "$(ratio "$mh" "$mt")" "$rss"
 printf '%-30s %10.3f %10.3f %7s %8s\n' "started (lab, median of $n)" "$medh" "$medt" "$(ratio "$medh" "$medt")" "$rss"

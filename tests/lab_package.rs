@@ -158,6 +158,18 @@ fn session(suite: &str) {
             .trim_ascii(),
         b"active"
     );
+    // the control service: enabled by the preset, started by postinst, under its sandboxing
+    assert_eq!(
+        lab.run(&["systemctl", "is-enabled", "virt-systemd-control.service"])
+            .trim(),
+        "enabled"
+    );
+    lab.wait_for("the control service to run", LONG, || {
+        lab.exec(&["systemctl", "is-active", "virt-systemd-control.service"])
+            .stdout
+            .starts_with(b"active")
+            .then_some(())
+    });
     let doctor = lab.exec(&["virt-systemd", "doctor"]);
     let doctor = String::from_utf8_lossy(&doctor.stdout).into_owned();
     for check in ["hook", "config"] {
@@ -250,8 +262,23 @@ fn session(suite: &str) {
         .contains("\ntimeout_ms = 1500"));
     assert_eq!(lab.virsh(&["domstate", NAME]).trim(), "running");
 
+    // the control service serves the running domain's socket
+    let sock = format!("/run/virt-systemd/control/{UUID}");
+    lab.wait_for("the control socket", LONG, || {
+        lab.exec(&["test", "-S", &sock])
+            .status
+            .success()
+            .then_some(())
+    });
+
     // --- remove: the link goes first, the VM keeps running, its machine stays registered
     dpkg(&lab, &["-r", "virt-systemd"]);
+    assert!(
+        !lab.exec(&["systemctl", "is-active", "virt-systemd-control.service"])
+            .status
+            .success(),
+        "prerm left the control service running"
+    );
     assert!(!exists(&lab, LINK), "dpkg -r left {LINK}");
     assert!(!exists(&lab, "/usr/bin/virt-systemd"));
     assert!(
@@ -300,6 +327,7 @@ fn session(suite: &str) {
         "list-unit-files",
         "--no-legend",
         "virt-systemd-notify.*",
+        "virt-systemd-control.*",
     ]);
     assert!(
         String::from_utf8_lossy(&units.stdout).trim().is_empty(),
