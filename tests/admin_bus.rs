@@ -228,7 +228,8 @@ fn doctor_all_pass_then_each_fault() {
     assert_eq!(verdict(&v, "hook-loaded"), "absent");
 
     // Install it; the (fake) daemon started an hour from "now": everything passes but the
-    // warning about machinectl's verbs, which names the systemd version it was given.
+    // warning about machinectl's verbs (no control service), which names the systemd
+    // version it was given.
     let o = Command::new(BIN)
         .args(["hook-install", "--hook", hook()])
         .env("VIRT_SYSTEMD_HOOKS_DIR", &hooks)
@@ -240,10 +241,18 @@ fn doctor_all_pass_then_each_fault() {
     assert_eq!(v["version"], 1);
     for c in v["checks"].as_array().unwrap() {
         if c["id"] == "machinectl" {
+            // 262 takes control sockets; no control service runs here.
             assert_eq!(c["verdict"], "warn", "{c}");
             let m = c["message"].as_str().unwrap();
-            assert!(m.contains("poweroff → virsh shutdown"), "{c}");
+            assert!(
+                m.contains("virt-systemd-control.service is not running"),
+                "{c}"
+            );
             assert!(m.contains("systemd 262-test"), "{c}");
+            assert_eq!(
+                c["fix"], "systemctl enable --now virt-systemd-control.service",
+                "{c}"
+            );
             continue;
         }
         assert_eq!(c["verdict"], "pass", "{c}");
