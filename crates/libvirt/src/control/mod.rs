@@ -23,6 +23,9 @@ use tokio::sync::{broadcast, mpsc};
 use tracing::{info, warn};
 use zlink::Server;
 
+/// How often the sockets are reconciled with libvirt besides (re)connects.
+const RECONCILE_EVERY: Duration = Duration::from_secs(60);
+
 /// A domain being served.
 struct Served {
     name: String,
@@ -299,8 +302,17 @@ async fn serve(uri: String, dir: PathBuf, pid_file: &Path) -> Result<(), String>
             sd_notify_ready();
             notified = true;
         }
+        // A safety net for an event lost or a socket that could not be bound: reconcile
+        // now and then too (one libvirt list call).
+        let mut tick = tokio::time::interval(RECONCILE_EVERY);
+        tick.tick().await;
         loop {
             tokio::select! {
+                _ = tick.tick() => {
+                    if let Err(f) = svc.reconcile().await {
+                        warn!("machine control: listing domains: {}", f.msg);
+                    }
+                }
                 m = rx.recv() => match m {
                     Some(Msg::Lifecycle { uuid, event, detail, name }) => {
                         svc.on_event(uuid, event, detail, name)
