@@ -6,7 +6,7 @@
 # Contents: Debian minbase + systemd (PID 1), dbus, machined (systemd-container), libvirt
 # daemon + clients, QEMU (x86, TCG is enough), busybox-static and cpio for test initramfs
 # images, man-db and bash-completion (tests/lab_package.rs checks the .deb's man pages and
-# completions), and out of the kernel package only vmlinuz plus a few modules (no initramfs-tools).
+# completions), dbus-user-session (a user manager's bus: the per-user machined needs it), and out of the kernel package only vmlinuz plus a few modules (no initramfs-tools).
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 [ "$(id -u)" = 0 ] || lab_die "must run as root"
@@ -32,7 +32,7 @@ chroot "$NEW" env -i PATH="$CT_PATH" HOME=/root DEBIAN_FRONTEND=noninteractive L
   apt-get update -qq
   apt-get install -y -qq --no-install-recommends \
     libvirt-daemon-system libvirt-clients qemu-system-x86 busybox-static cpio xz-utils zstd \
-    man-db bash-completion >/dev/null
+    man-db bash-completion dbus-user-session >/dev/null
   # Kernel for test VMs: only vmlinuz, the config and a few modules out of the .debs. On sid
   # linux-image-X is a meta package: vmlinuz is in linux-binary-X, the modules in
   # linux-modules-X.

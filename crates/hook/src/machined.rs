@@ -424,7 +424,7 @@ impl Machined {
             if_indices: r.ifindices.clone(),
             v_sock_cid: r.vsock_cid,
             ssh_address: r.vsock_cid.map(|c| format!("vsock/{c}")),
-            control_address: control,
+            control_address: Some(control),
             allocate_unit: false,
         };
         match vl::register(self.varlink.as_ref(), &reg, Instant::now() + left) {

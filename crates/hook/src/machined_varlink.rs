@@ -28,7 +28,8 @@ pub struct Register<'a> {
     pub v_sock_cid: Option<u32>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub ssh_address: Option<String>,
-    pub control_address: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub control_address: Option<&'a str>,
     /// false: QEMU is in a scope of its own already (libvirt's), which becomes the machine's.
     pub allocate_unit: bool,
 }
@@ -83,7 +84,7 @@ pub fn takes_control_address(socket: &Path, deadline: Instant) -> Result<bool, C
 }
 
 /// One call; its reply's parameters.
-fn call(
+pub fn call(
     socket: &Path,
     method: &str,
     parameters: &impl serde::Serialize,
@@ -173,7 +174,7 @@ mod tests {
             if_indices: vec![3],
             v_sock_cid: Some(5),
             ssh_address: Some("vsock/5".into()),
-            control_address: "/run/virt-systemd/control/x",
+            control_address: Some("/run/virt-systemd/control/x"),
             allocate_unit: false,
         };
         let v = serde_json::to_value(&r).unwrap();

@@ -6,6 +6,7 @@
 //! libvirt kill the VM).
 
 pub mod register;
+pub mod session;
 
 use crate::config::{Config, Register};
 use crate::domain::{self, DomainXml, Facts};
@@ -26,6 +27,8 @@ pub struct Paths {
     /// The effective user: 0 for the system daemon (qemu:///system); a session daemon
     /// (qemu:///session) runs the same hook as its user.
     pub uid: u32,
+    /// A session user's runtime directory; `None`: `/run/user/UID`.
+    pub user_runtime: Option<PathBuf>,
 }
 
 impl Default for Paths {
@@ -34,6 +37,7 @@ impl Default for Paths {
             proc: "/proc".into(),
             sys_class_net: "/sys/class/net".into(),
             uid: rustix::process::geteuid().as_raw(),
+            user_runtime: None,
         }
     }
 }
@@ -60,13 +64,27 @@ pub fn run(argv: &[String], stdin: &[u8], cfg: &Config, paths: &Paths) -> i32 {
         _ => return 0,
     }
     // A session daemon's hook runs as its user: root's state directory, pid files and
-    // machined are not for its domains, and virt-systemd registers system domains only so far
-    // (a per-user machined exists from systemd 259 on). One line says so per start; `prepare`
+    // machined are not for its domains; the user's own machined is (session.rs). `prepare`
     // (the drift check, which needs nothing of the host) works as for system domains.
     if paths.uid != 0 && op != "prepare" {
-        if op == "started" {
-            info!(domain = %name, op = %op, uid = paths.uid, message_id = MSG_SKIPPED,
-                  "session domain: not registered with systemd-machined (virt-systemd registers qemu:///system domains only)");
+        if !matches!(op.as_str(), "started" | "reconnect" | "stopped" | "release") {
+            return 0;
+        }
+        let _backstop = backstop(name, op, cfg);
+        match domain::decode(stdin).and_then(DomainXml::parse) {
+            Ok(xml) => {
+                let facts = xml.facts();
+                if let Some(uuid) = facts
+                    .uuid
+                    .as_deref()
+                    .and_then(|u| uuid::Uuid::parse_str(u).ok())
+                {
+                    session::run(op, &facts, uuid, cfg, paths);
+                }
+            }
+            Err(e) => {
+                error!(domain = %name, op = %op, message_id = MSG_FAILED, "cannot read the domain XML on stdin: {e}; VM left alone");
+            }
         }
         return 0;
     }

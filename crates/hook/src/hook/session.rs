@@ -1,0 +1,191 @@
+//! Session domains (qemu:///session). libvirt's per-user daemon runs this hook as that user,
+//! with neither `XDG_RUNTIME_DIR` nor a bus address in its environment (DESIGN §9): the
+//! user's runtime directory is derived from the UID. The user's own systemd-machined
+//! (systemd ≥ 259) takes the VM over varlink; state and QEMU's pid file live in that runtime
+//! directory, never in root's. Where there is no user machined, one line says so.
+
+use super::Paths;
+use crate::config::Config;
+use crate::logging::{MSG_FAILED, MSG_REGISTERED, MSG_SKIPPED, MSG_UNREGISTERED};
+use crate::machined::{self, SERVICE};
+use crate::machined_varlink::{self as vl, CallError};
+use crate::state::{DomainState, Store};
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+use tracing::{info, warn};
+use virt_systemd_core::domain::Facts;
+
+/// Where a session user's things are.
+pub struct UserRuntime {
+    pub dir: PathBuf,
+}
+
+impl UserRuntime {
+    /// `/run/user/UID`: libvirt passes no `XDG_RUNTIME_DIR` to hooks.
+    pub fn of(paths: &Paths) -> UserRuntime {
+        UserRuntime {
+            dir: paths
+                .user_runtime
+                .clone()
+                .unwrap_or_else(|| PathBuf::from(format!("/run/user/{}", paths.uid))),
+        }
+    }
+    /// The user's machined (varlink).
+    pub fn machined(&self) -> PathBuf {
+        self.dir.join("systemd/machine/io.systemd.Machine")
+    }
+    /// QEMU's pid file, as the session daemon writes it.
+    pub fn pid_file(&self, domain: &str) -> PathBuf {
+        self.dir.join(format!("libvirt/qemu/run/{domain}.pid"))
+    }
+    /// Our state for the user's domains.
+    pub fn state_dir(&self) -> PathBuf {
+        self.dir.join("virt-systemd")
+    }
+}
+
+/// One session hook event after the domain XML was read.
+pub fn run(op: &str, facts: &Facts, uuid: uuid::Uuid, cfg: &Config, paths: &Paths) {
+    let rt = UserRuntime::of(paths);
+    let store = Store::new(&rt.state_dir());
+    let deadline = Instant::now() + Duration::from_millis(cfg.machined.timeout_ms.max(1));
+    match op {
+        "started" | "reconnect" => register(op, facts, uuid, &rt, &store, paths, deadline),
+        "stopped" | "release" => unregister(op, facts, uuid, &rt, &store, deadline),
+        _ => {}
+    }
+}
+
+fn register(
+    op: &str,
+    facts: &Facts,
+    uuid: uuid::Uuid,
+    rt: &UserRuntime,
+    store: &Store,
+    paths: &Paths,
+    deadline: Instant,
+) {
+    let name = &facts.name;
+    let socket = rt.machined();
+    if !socket.exists() {
+        if op == "started" {
+            info!(domain = %name, op, uid = paths.uid, message_id = MSG_SKIPPED,
+                  "session domain: not registered: no per-user systemd-machined at {} (systemd 259+, a running user manager and dbus-user-session)",
+                  socket.display());
+        }
+        return;
+    }
+    let pid_file = rt.pid_file(name);
+    let Some(leader) = std::fs::read_to_string(&pid_file)
+        .ok()
+        .and_then(|t| t.trim().parse::<u32>().ok())
+    else {
+        warn!(domain = %name, op, message_id = MSG_FAILED,
+              "no QEMU pid in {}; not registered", pid_file.display());
+        return;
+    };
+    let hex = uuid.simple().to_string();
+    let machine = machined::machine_name(name, &hex);
+    let pidfd = rustix::process::Pid::from_raw(leader as i32)
+        .and_then(|p| rustix::process::pidfd_open(p, rustix::process::PidfdFlags::empty()).ok());
+    let cid = facts.vsock.as_ref().and_then(|v| v.cid);
+    let reg = vl::Register {
+        name: &machine,
+        id: hex.clone(),
+        service: SERVICE,
+        class: "vm",
+        leader_process_id: vl::ProcessId {
+            pid: leader,
+            pidfd_id: pidfd.as_ref().and_then(vl::pidfd_id),
+        },
+        if_indices: vec![],
+        v_sock_cid: cid,
+        ssh_address: cid.map(|c| format!("vsock/{c}")),
+        control_address: None,
+        // The session daemon's QEMU is no unit of its own: the user manager makes it a scope
+        // (which needs QEMU inside user@UID.service, i.e. libvirtd run as a user service).
+        allocate_unit: true,
+    };
+    let mut st = DomainState {
+        domain: name.clone(),
+        uuid: uuid.hyphenated().to_string(),
+        machine: Some(machine.clone()),
+        leader: Some(leader),
+        vsock_cid: cid,
+        ..Default::default()
+    };
+    match vl::register(&socket, &reg, deadline) {
+        Ok(()) => {
+            st.registered = true;
+            info!(domain = %name, uuid = %st.uuid, machine = %machine, op, leader,
+                  message_id = MSG_REGISTERED,
+                  "registered machine {machine} with the user's machined (uid {})", paths.uid);
+        }
+        Err(CallError::Reply { name: e, .. }) if e == "io.systemd.Machine.MachineExists" => {
+            // reconnect, or a start whose stop we missed: machined keeps a machine only
+            // while its scope lives, so it is this QEMU's.
+            st.registered = true;
+        }
+        Err(e) => {
+            warn!(domain = %name, op, message_id = MSG_FAILED,
+                  "not registered with the user's machined: {}; VM left alone", describe(&e));
+            return;
+        }
+    }
+    if let Err(e) = store.save(&st) {
+        warn!(domain = %name, op, "cannot record state in {}: {e}", rt.state_dir().display());
+    }
+}
+
+fn unregister(
+    op: &str,
+    facts: &Facts,
+    uuid: uuid::Uuid,
+    rt: &UserRuntime,
+    store: &Store,
+    deadline: Instant,
+) {
+    let u = uuid.hyphenated().to_string();
+    let Ok(Some(st)) = store.load(&u) else {
+        return;
+    };
+    if let (true, Some(machine)) = (st.registered, st.machine.as_deref()) {
+        // Only while the name is still ours (it may have passed to another VM meanwhile);
+        // usually the machine went already with QEMU's scope.
+        let ours = vl::call(
+            &rt.machined(),
+            "io.systemd.Machine.List",
+            &serde_json::json!({ "name": machine }),
+            deadline,
+        )
+        .is_ok_and(|m| m["service"] == SERVICE && m["id"] == uuid.simple().to_string().as_str());
+        if !ours {
+            let _ = store.remove(&u);
+            return;
+        }
+        match vl::call(
+            &rt.machined(),
+            "io.systemd.Machine.Unregister",
+            &serde_json::json!({ "name": machine }),
+            deadline,
+        ) {
+            Ok(_) => info!(domain = %facts.name, uuid = %u, machine, op,
+                           message_id = MSG_UNREGISTERED, "unregistered from the user's machined"),
+            Err(CallError::Reply { name, .. }) if name == "io.systemd.Machine.NoSuchMachine" => {}
+            Err(CallError::Absent(_)) => {}
+            Err(e) => warn!(domain = %facts.name, op, message_id = MSG_FAILED,
+                            "unregister from the user's machined failed: {}", describe(&e)),
+        }
+    }
+    if let Err(e) = store.remove(&u) {
+        warn!(domain = %facts.name, op, "cannot update state: {e}");
+    }
+}
+
+fn describe(e: &CallError) -> String {
+    match e {
+        CallError::Absent(m) | CallError::Io(m) => m.clone(),
+        CallError::Timeout => "timed out".into(),
+        CallError::Reply { name, parameters } => format!("{name} {parameters}"),
+    }
+}
