@@ -148,6 +148,8 @@ pub struct Facts {
     pub uid: u32,
     /// `virt-systemd control-service` runs (its PID file names a live process).
     pub control_service: bool,
+    /// The user's machined listens (`/run/user/UID/systemd/machine/io.systemd.Machine`).
+    pub user_machined: bool,
 }
 
 /// Is the control service running? Its PID file names a live process of ours.
@@ -609,26 +611,44 @@ pub fn checks(f: &Facts) -> Vec<Check> {
         });
     }
 
-    // A user's own domains (qemu:///session): the hook leaves them alone (crate
-    // virt-systemd-hook, hook::run).
+    // A user's own domains (qemu:///session): the hook registers them with the user's
+    // machined where there is one (crate virt-systemd-hook, hook::session).
     if f.uid != 0 {
-        let why = match f.systemd_version.as_deref().ok().and_then(systemd_major) {
-            Some(v) if v < 259 => format!("systemd {v} has no per-user machined (259+)"),
-            Some(v) => format!(
-                "systemd {v} has a per-user machined, which virt-systemd does not register with yet"
+        let major = f.systemd_version.as_deref().ok().and_then(systemd_major);
+        out.push(match (major, f.user_machined) {
+            (Some(v), _) if v < 259 => check(
+                "session",
+                Warn,
+                format!(
+                    "running as uid {}: session domains (qemu:///session) are not registered \
+                     with machined (systemd {v} has no per-user machined, 259+); the hook logs \
+                     one line per start and leaves them alone",
+                    f.uid
+                ),
+                None,
             ),
-            None => "virt-systemd registers system domains only".into(),
-        };
-        out.push(check(
-            "session",
-            Warn,
-            format!(
-                "running as uid {}: session domains (qemu:///session) are not registered with \
-                 machined ({why}); the hook logs one line per start and leaves them alone",
-                f.uid
+            (_, true) => check(
+                "session",
+                Pass,
+                format!(
+                    "running as uid {}: session domains (qemu:///session) are registered with \
+                     your machined (`machinectl --user list`)",
+                    f.uid
+                ),
+                None,
             ),
-            None,
-        ));
+            (_, false) => check(
+                "session",
+                Warn,
+                format!(
+                    "running as uid {}: no per-user machined at \
+                     /run/user/{0}/systemd/machine/io.systemd.Machine: session domains are \
+                     not registered",
+                    f.uid
+                ),
+                Some("install dbus-user-session and keep a user manager running (log in, or `loginctl enable-linger`)"),
+            ),
+        });
     }
 
     let vp = f.vhost_vsock_path.display();
@@ -746,6 +766,7 @@ mod tests {
             config: ("/etc/virt-systemd/config.toml".into(), Ok(false)),
             uid: 0,
             control_service: false,
+            user_machined: false,
         }
     }
 
@@ -863,11 +884,18 @@ mod tests {
         f.systemd_version = Ok("262.1-1".into());
         let d = doctor(&f);
         let c = d.checks.iter().find(|c| c.id == "session").unwrap();
+        assert_eq!(c.verdict, Verdict::Warn);
         assert!(
-            c.message.contains("does not register with yet"),
+            c.message
+                .contains("no per-user machined at /run/user/1000/"),
             "{}",
             c.message
         );
+        assert!(c.fix.as_deref().unwrap().contains("dbus-user-session"));
+        f.user_machined = true;
+        let d = doctor(&f);
+        let c = d.checks.iter().find(|c| c.id == "session").unwrap();
+        assert_eq!(c.verdict, Verdict::Pass, "{c:?}");
         assert_eq!(systemd_major("252.39-1~deb12u2"), Some(252));
         assert_eq!(systemd_major("x"), None);
     }

@@ -44,6 +44,11 @@ pub fn doctor(uri: Option<&str>, config_path: Option<&Path>, paths: &HostPaths) 
         ssh_proxy: doctor::gather_ssh_proxy(&paths.ssh_proxy),
         config,
         uid: doctor::gather_uid(),
+        user_machined: Path::new(&format!(
+            "/run/user/{}/systemd/machine/io.systemd.Machine",
+            doctor::gather_uid()
+        ))
+        .exists(),
         control_service: doctor::gather_control_service(&cfg.control.pid_file(), &paths.proc),
     };
     doctor::doctor(&facts)
