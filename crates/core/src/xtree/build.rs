@@ -89,23 +89,25 @@ pub(super) fn build<'i>(text: &'i str, policy: &dyn Fn(&Place) -> Keep) -> Resul
                 kind: ErrorKind::Doctype,
             });
         }
-        let ev = match r.read_event() {
-            Ok(ev) => ev,
-            Err(e) => return Err(b.error(e, start, base + r.error_position() as usize)),
-        };
+        // (matched in place: moving quick-xml's result out first costs more than the rest)
+        let ev = r.read_event();
         let end = base + r.buffer_position() as usize;
-        match ev {
-            Event::Start(e) => b.start_tag(&e, start, end, true)?,
-            Event::Empty(e) => b.start_tag(&e, start, end, false)?,
-            Event::End(_) => b.end_tag(end),
-            Event::Text(_) => b.text(start, end)?,
-            Event::GeneralRef(_) => b.reference(start, end)?,
-            Event::CData(_) => b.cdata(start, end)?,
-            Event::Comment(_) => b.comment(start, end)?,
-            Event::PI(_) | Event::Decl(_) => b.pi(start, end)?,
-            Event::DocType(_) if b.in_root() => return Err(unknown_token(start)),
-            Event::DocType(_) => return Err(b.stray(start)),
-            Event::Eof => break,
+        match &ev {
+            Ok(Event::Start(e)) => b.start_tag(e, start, end, true)?,
+            Ok(Event::Empty(e)) => b.start_tag(e, start, end, false)?,
+            Ok(Event::End(_)) => b.end_tag(end),
+            Ok(Event::Text(_)) => b.text(start, end)?,
+            Ok(Event::GeneralRef(_)) => b.reference(start, end)?,
+            Ok(Event::CData(_)) => b.cdata(start, end)?,
+            Ok(Event::Comment(_)) => b.comment(start, end)?,
+            Ok(Event::PI(_) | Event::Decl(_)) => b.pi(start, end)?,
+            Ok(Event::DocType(_)) if b.in_root() => return Err(unknown_token(start)),
+            Ok(Event::DocType(_)) => return Err(b.stray(start)),
+            Ok(Event::Eof) => break,
+            Err(_) => {
+                let at = base + r.error_position() as usize;
+                return Err(b.error(ev.unwrap_err(), start, at));
+            }
         }
     }
     if !b.stack.is_empty() {
@@ -360,9 +362,17 @@ impl<'i, 'p> Builder<'i, 'p> {
                 None => Ok(()),
             };
         }
-        check::char_data(self.text, start, end)?;
+        // One pass: `]` may start `]]>`; a CR makes the value differ from the bytes.
+        let (mut bracket, mut cr) = (false, false);
+        for &c in raw.as_bytes() {
+            bracket |= c == b']';
+            cr |= c == b'\r';
+        }
+        if bracket {
+            check::char_data(self.text, start, end)?;
+        }
         if self.keeping() {
-            let value = if raw.contains('\r') {
+            let value = if cr {
                 Cow::Owned(raw.replace("\r\n", "\n").replace('\r', "\n"))
             } else {
                 Cow::Borrowed(raw)
@@ -441,11 +451,20 @@ impl<'i, 'p> Builder<'i, 'p> {
         }
         let (prefix, local) = check::qname(self.text, ks)?;
         check::name_ends(self.text, local.1, ks + key.len(), "'='")?;
-        if let Some(i) = memchr::memchr(b'<', value) {
-            return Err(XmlError::other(
-                vs + i,
-                "unescaped '<' in an attribute value",
-            ));
+        // One pass over the value: a `<` is an error; a reference or whitespace other than
+        // a space makes the value differ from its bytes.
+        let mut special = false;
+        for (i, &c) in value.iter().enumerate() {
+            match c {
+                b'<' => {
+                    return Err(XmlError::other(
+                        vs + i,
+                        "unescaped '<' in an attribute value",
+                    ))
+                }
+                b'&' | b'\t' | b'\n' | b'\r' => special = true,
+                _ => {}
+            }
         }
         Ok(AttrSpan {
             start: ks,
@@ -453,6 +472,7 @@ impl<'i, 'p> Builder<'i, 'p> {
             prefix,
             local,
             value: (vs, ve),
+            special,
         })
     }
 
@@ -507,9 +527,13 @@ impl<'i, 'p> Builder<'i, 'p> {
                 false,
             )?;
             let name = |q: &Pending| &self.text[q.local.0 as usize..q.local.1 as usize];
+            let same_ns = |q: &Pending| {
+                q.ns == ans
+                    || (q.ns != NONE && ans != NONE && self.doc.uri(q.ns) == self.doc.uri(ans))
+            };
             let dup = pending[..i]
                 .iter()
-                .any(|q| name(q) == name(p) && self.doc.uri(q.ns) == self.doc.uri(ans));
+                .any(|q| name(q) == name(p) && same_ns(q));
             if dup {
                 return Err(XmlError::other(
                     p.start as usize,
@@ -577,14 +601,10 @@ impl<'i, 'p> Builder<'i, 'p> {
         tag_scope: usize,
     ) -> Result<()> {
         let text = self.text;
-        let raw = &text.as_bytes()[s.value.0..s.value.1];
         let pfx = &text[s.prefix.0..s.prefix.1];
         let loc = &text[s.local.0..s.local.1];
         let decl = pfx == "xmlns" || (pfx.is_empty() && loc == "xmlns");
-        let value = if !raw
-            .iter()
-            .any(|&c| matches!(c, b'&' | b'\t' | b'\n' | b'\r'))
-        {
+        let value = if !s.special {
             Str::Raw(s.value.0 as u32, s.value.1 as u32)
         } else {
             check::references(text, s.value.0, s.value.1)?;
@@ -697,4 +717,6 @@ struct AttrSpan {
     prefix: (usize, usize),
     local: (usize, usize),
     value: (usize, usize),
+    /// The value has references or whitespace other than spaces.
+    special: bool,
 }

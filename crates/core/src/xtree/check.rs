@@ -100,6 +100,27 @@ pub(super) fn unexpected(text: &str, at: usize, what: &str) -> XmlError {
 /// empty when there is none. The name ends at the first character that cannot continue it.
 pub(super) fn qname(text: &str, at: usize) -> Result<((usize, usize), (usize, usize))> {
     let b = text.as_bytes();
+    // Fast path, most names: ASCII, at most one colon.
+    let run = |mut i: usize| {
+        while i < b.len() && NAME[b[i] as usize] & 3 != 0 {
+            i += 1;
+        }
+        i
+    };
+    let starts = |i: usize| b.get(i).is_some_and(|&c| NAME[c as usize] == 1);
+    let mut end = run(at);
+    let mut colon = None;
+    if b.get(end) == Some(&b':') {
+        colon = Some(end);
+        end = run(end + 1);
+    }
+    if b.get(end).map_or(true, |&c| NAME[c as usize] == 0) && starts(at) {
+        match colon {
+            None => return Ok(((at, at), (at, end))),
+            Some(c) if starts(c + 1) => return Ok(((at, c), (c + 1, end))),
+            _ => {}
+        }
+    }
     let mut i = at;
     let mut colon = None;
     while let Some(&c) = b.get(i) {
