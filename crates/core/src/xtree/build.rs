@@ -15,14 +15,12 @@ use super::{
     NONE, XMLNS_URI, XML_URI,
 };
 use quick_xml::errors::{Error as QError, IllFormedError, SyntaxError};
+use quick_xml::events::attributes::AttrError;
 use quick_xml::events::{BytesStart, Event};
 use quick_xml::reader::Reader;
 use std::borrow::Cow;
 
 type Result<T> = std::result::Result<T, XmlError>;
-/// A start tag's name, (prefix, local) ranges, and the length of the namespace scope
-/// before its declarations.
-type NameScope = ((usize, usize), (usize, usize), usize);
 
 /// An attribute while its element's start tag is read (namespaces resolve at the end).
 struct Pending {
@@ -101,7 +99,6 @@ pub(super) fn build<'i>(text: &'i str, policy: &dyn Fn(&Place) -> Keep) -> Resul
             Ok(Event::CData(_)) => b.cdata(start, end)?,
             Ok(Event::Comment(_)) => b.comment(start, end)?,
             Ok(Event::PI(_) | Event::Decl(_)) => b.pi(start, end)?,
-            Ok(Event::DocType(_)) if b.in_root() => return Err(unknown_token(start)),
             Ok(Event::DocType(_)) => return Err(b.stray(start)),
             Ok(Event::Eof) => break,
             Err(_) => {
@@ -191,73 +188,31 @@ impl<'i, 'p> Builder<'i, 'p> {
     }
 
     /// A quick-xml error; `start` is where the event it was reading began, `at` where
-    /// quick-xml puts the error (the `<` of the markup, the `&` of a reference). Reported
-    /// as the first violation in the input, so some are looked at more closely.
-    fn error(&mut self, e: QError, start: usize, at: usize) -> XmlError {
-        let text = self.text;
-        let rest = &text.as_bytes()[at.min(text.len())..];
+    /// quick-xml puts the error (the `<` of the markup, the `&` of a reference).
+    fn error(&self, e: QError, start: usize, at: usize) -> XmlError {
+        let rest = &self.text.as_bytes()[at.min(self.text.len())..];
         match e {
-            QError::Syntax(SyntaxError::UnclosedComment) if rest.starts_with(b"<!--") => {
-                check::truncated(text)
-            }
             QError::IllFormed(IllFormedError::DoubleHyphenInComment) => {
                 XmlError::other(start, "comment contains '--'")
             }
-            // (quick-xml puts this one at the `>`)
-            QError::IllFormed(IllFormedError::MissingDoctypeName) if start != at => {
-                self.error(e, start, start)
+            QError::IllFormed(IllFormedError::MismatchedEndTag { expected, found }) => {
+                XmlError::other(at, format!("expected '{expected}' tag, not '{found}'"))
             }
-            QError::Syntax(SyntaxError::UnclosedPI | SyntaxError::UnclosedXmlDecl) => {
-                if rest.starts_with(b"<?xml ") {
-                    XmlError::other(at, "unexpected XML declaration")
-                } else if at + 2 < text.len() && !check::name_starts_at(text, at + 2) {
-                    XmlError::other(at + 2, "invalid name")
-                } else {
-                    check::truncated(text)
-                }
+            // Markup that XML does not have (`<!x`, a DOCTYPE inside the document), and
+            // anything but comments and PIs outside the root element.
+            QError::Syntax(SyntaxError::InvalidBangMarkup)
+            | QError::IllFormed(IllFormedError::MissingDoctypeName) => self.stray(start),
+            QError::Syntax(SyntaxError::UnclosedComment) if !rest.starts_with(b"<!--") => {
+                self.stray(at)
             }
-            // Outside the root element anything else is out of place.
-            _ if !self.in_root() && self.rooted => unknown_token(at),
-            QError::Syntax(
-                SyntaxError::UnclosedTag
-                | SyntaxError::UnclosedSingleQuotedAttributeValue
-                | SyntaxError::UnclosedDoubleQuotedAttributeValue,
-            ) if rest.starts_with(b"</") => {
-                if self.in_root() {
-                    check::end_tag_error(text, at, None)
-                } else {
-                    self.stray(at)
-                }
+            QError::Syntax(SyntaxError::UnclosedCData | SyntaxError::UnclosedDoctype)
+                if !self.in_root() || !b"<![CDATA[".starts_with(&rest[..rest.len().min(9)]) =>
+            {
+                self.stray(at)
             }
-            QError::Syntax(
-                SyntaxError::UnclosedTag
-                | SyntaxError::UnclosedSingleQuotedAttributeValue
-                | SyntaxError::UnclosedDoubleQuotedAttributeValue,
-            ) => {
-                // The input ends in a start tag: what is wrong in it before the end?
-                let content = &text[(at + 1).min(text.len())..];
-                let content = content.strip_suffix('/').unwrap_or(content);
-                let name_len = content.bytes().position(is_space).unwrap_or(content.len());
-                let tag = BytesStart::from_content(content, name_len);
-                match self.read_start(&tag, at) {
-                    Err(e) => e,
-                    Ok(_) => check::truncated(text),
-                }
-            }
-            QError::IllFormed(IllFormedError::MismatchedEndTag { expected, .. }) => {
-                check::end_tag_error(text, at, Some(&expected))
-            }
-            _ if !self.in_root() => self.stray(at),
-            QError::Syntax(_) | QError::IllFormed(IllFormedError::MissingDoctypeName) => {
-                if rest.starts_with(b"<![CDATA[")
-                    || b"<![CDATA[".starts_with(rest)
-                    || rest == b"<!-"
-                {
-                    check::truncated(text)
-                } else {
-                    unknown_token(at)
-                }
-            }
+            QError::IllFormed(_) if !self.in_root() => self.stray(at),
+            // The input ends inside markup.
+            QError::Syntax(_) => check::truncated(self.text),
             QError::IllFormed(IllFormedError::UnclosedReference) => {
                 XmlError::other(at, "malformed entity reference")
             }
@@ -265,13 +220,11 @@ impl<'i, 'p> Builder<'i, 'p> {
         }
     }
 
-    /// Something other than a comment, PI or whitespace at `at`, outside the root element:
-    /// before it, markup is read as the root's start tag, so its name is wrong.
+    /// Markup at `at` that is out of place: before the root element it is read as the
+    /// root's start tag, whose name is then wrong; elsewhere it is an unknown token.
     fn stray(&self, at: usize) -> XmlError {
-        if self.rooted || self.text.as_bytes()[at] != b'<' {
+        if self.rooted || self.text.as_bytes().get(at) != Some(&b'<') {
             unknown_token(at)
-        } else if at + 1 >= self.text.len() {
-            check::truncated(self.text)
         } else {
             XmlError::other(at + 1, "invalid name")
         }
@@ -443,14 +396,10 @@ impl<'i, 'p> Builder<'i, 'p> {
     fn attribute_syntax(&self, key: &[u8], value: &[u8]) -> Result<AttrSpan> {
         let ks = self.offset(key);
         let (vs, ve) = (self.offset(value), self.offset(value) + value.len());
-        if key.starts_with(b"/") {
-            return Err(check::unexpected(self.text, ks + 1, "'>'"));
-        }
         if !is_space(self.text.as_bytes()[ks - 1]) {
             return Err(check::unexpected(self.text, ks, "a whitespace"));
         }
-        let (prefix, local) = check::qname(self.text, ks)?;
-        check::name_ends(self.text, local.1, ks + key.len(), "'='")?;
+        let (prefix, local) = check::whole_qname(self.text, ks, ks + key.len(), "'='")?;
         // One pass over the value: a `<` is an error; a reference or whitespace other than
         // a space makes the value differ from its bytes.
         let mut special = false;
@@ -476,30 +425,14 @@ impl<'i, 'p> Builder<'i, 'p> {
         })
     }
 
-    /// A start tag's name and attributes (at `start`, its `<`): checked, its namespace
-    /// declarations in scope, the other attributes in `pending`. Returns the name's
-    /// (prefix, local) ranges and the length of `scope` before the declarations.
-    fn read_start(&mut self, tag: &BytesStart, start: usize) -> Result<NameScope> {
-        let name_end = start + 1 + tag.name().as_ref().len();
-        let (prefix, local) = check::qname(self.text, start + 1)?;
-        if &self.text[prefix.0..prefix.1] == "xmlns" {
-            return Err(XmlError::other(
-                start + 1,
-                "the 'xmlns' prefix must not be used on an element",
-            ));
-        }
-        check::name_ends(self.text, local.1, name_end, "a whitespace")?;
-        let scope_len = self.scope.len();
-        let keeping = self.keeping();
-        self.pending.clear();
-        let mut after = name_end;
-        for a in tag.attributes().with_checks(false) {
-            let a = a.map_err(|_| check::attribute_error(self.text, after))?;
-            let span = self.attribute_syntax(a.key.as_ref(), &a.value)?;
-            self.attribute(&a, span, keeping, scope_len)?;
-            after = span.end;
-        }
-        Ok((prefix, local, scope_len))
+    /// An attribute quick-xml could not read (`content` is where the tag's name starts).
+    fn attr_error(&self, e: AttrError, content: usize) -> XmlError {
+        let (pos, what) = match e {
+            AttrError::ExpectedEq(p) => (p, "'='"),
+            AttrError::ExpectedValue(p) | AttrError::UnquotedValue(p) => (p, "a quote"),
+            AttrError::ExpectedQuote(p, _) | AttrError::Duplicated(p, _) => (p, "a quote"),
+        };
+        check::unexpected(self.text, content + pos, what)
     }
 
     /// `<qname attrs…>` or `…/>`; `open` when it has content to read.
@@ -514,8 +447,23 @@ impl<'i, 'p> Builder<'i, 'p> {
             return Err(unknown_token(start));
         }
         self.rooted = true;
-        let (prefix, local, scope_len) = self.read_start(tag, start)?;
+        let name_end = start + 1 + tag.name().as_ref().len();
+        let (prefix, local) = check::qname(self.text, start + 1)?;
+        if &self.text[prefix.0..prefix.1] == "xmlns" {
+            return Err(XmlError::other(
+                start + 1,
+                "the 'xmlns' prefix must not be used on an element",
+            ));
+        }
+        check::name_ends(self.text, local.1, name_end, "a whitespace")?;
+        let scope_len = self.scope.len();
         let keeping = self.keeping();
+        self.pending.clear();
+        for a in tag.attributes().with_checks(false) {
+            let a = a.map_err(|e| self.attr_error(e, start + 1))?;
+            let span = self.attribute_syntax(a.key.as_ref(), &a.value)?;
+            self.attribute(&a, span, keeping, scope_len)?;
+        }
         // Namespace declarations of this element are in scope now; resolve names.
         let ns = self.resolve(prefix, start + 1, true)?;
         let mut pending = std::mem::take(&mut self.pending);

@@ -163,75 +163,26 @@ pub(super) fn qname(text: &str, at: usize) -> Result<((usize, usize), (usize, us
     Ok((prefix, local))
 }
 
-/// The name quick-xml delimited as ending at `end` (a tag's or an attribute's) ends at
-/// `got`, where a QName ends: anything between is not a name character, where `what` (a
-/// whitespace, `/` or `>` after a tag's name; `=` after an attribute's) must be.
+/// A name that quick-xml delimited as ending at `end` (a tag's, an attribute's) ends at
+/// `got`, where its QName ends: what follows must be `what` (a whitespace, `=`).
 pub(super) fn name_ends(text: &str, got: usize, end: usize, what: &str) -> Result<()> {
     if got == end {
         Ok(())
-    } else if what == "a whitespace" && text.as_bytes()[got] == b'/' {
-        Err(unexpected(text, got + 1, "'>'"))
     } else {
         Err(unexpected(text, got, what))
     }
 }
 
-fn skip_spaces(b: &[u8], mut i: usize) -> usize {
-    while b.get(i).copied().is_some_and(is_space) {
-        i += 1;
-    }
-    i
-}
-
-/// What is wrong with the attribute after `from` (the end of a tag's name or of the
-/// attribute before), where quick-xml found its syntax wrong: the first of a missing
-/// whitespace, an invalid name, no `=`, no quote, a `<` in the value, the end of input.
-pub(super) fn attribute_error(text: &str, from: usize) -> XmlError {
-    let b = text.as_bytes();
-    let i = skip_spaces(b, from);
-    if b.get(i) == Some(&b'/') {
-        return unexpected(text, i + 1, "'>'");
-    }
-    if i == from && i < b.len() {
-        return unexpected(text, i, "a whitespace");
-    }
-    let local = match qname(text, i) {
-        Ok((_, local)) => local,
-        Err(e) => return e,
-    };
-    let i = skip_spaces(b, local.1);
-    if b.get(i) != Some(&b'=') {
-        return unexpected(text, i, "'='");
-    }
-    let i = skip_spaces(b, i + 1);
-    match b.get(i) {
-        Some(&q @ (b'\'' | b'"')) => match memchr::memchr2(q, b'<', &b[i + 1..]) {
-            Some(j) if b[i + 1 + j] == b'<' => {
-                XmlError::other(i + 1 + j, "unescaped '<' in an attribute value")
-            }
-            _ => truncated(text),
-        },
-        _ => unexpected(text, i, "a quote"),
-    }
-}
-
-/// What is wrong with the end tag at `at` (`</`), whose name quick-xml found to differ
-/// from `expected` (the open element's), or which the input ends in (`expected` None).
-pub(super) fn end_tag_error(text: &str, at: usize, expected: Option<&str>) -> XmlError {
-    let b = text.as_bytes();
-    let local = match qname(text, at + 2) {
-        Ok((_, local)) => local,
-        Err(e) => return e,
-    };
-    let i = skip_spaces(b, local.1);
-    match (b.get(i), expected) {
-        (Some(b'>'), Some(want)) => {
-            let got = &text[at + 2..local.1];
-            XmlError::other(at, format!("expected '{want}' tag, not '{got}'"))
-        }
-        (Some(b'>'), None) | (None, _) => truncated(text),
-        (Some(_), _) => unexpected(text, i, "'>'"),
-    }
+/// The QName at `at` that quick-xml delimited as ending at `end`.
+pub(super) fn whole_qname(
+    text: &str,
+    at: usize,
+    end: usize,
+    what: &str,
+) -> Result<((usize, usize), (usize, usize))> {
+    let (prefix, local) = qname(text, at)?;
+    name_ends(text, local.1, end, what)?;
+    Ok((prefix, local))
 }
 
 /// Does a Name start at `at` (a processing instruction's target)?
@@ -306,7 +257,12 @@ pub(super) fn char_data(text: &str, start: usize, end: usize) -> Result<()> {
 /// pseudo-attribute is any name starting with the keyword).
 pub(super) fn declaration(text: &str, at: usize) -> Result<usize> {
     let b = text.as_bytes();
-    let skip = |i: usize| skip_spaces(b, i);
+    let skip = |mut i: usize| {
+        while b.get(i).copied().is_some_and(is_space) {
+            i += 1;
+        }
+        i
+    };
     // Whitespace (or the end `?>`) between pseudo-attributes.
     let spaces = |i: usize| match b.get(i) {
         Some(&c) if is_space(c) => Ok(skip(i)),
