@@ -400,20 +400,19 @@ impl<'i, 'p> Builder<'i, 'p> {
             return Err(check::unexpected(self.text, ks, "a whitespace"));
         }
         let (prefix, local) = check::whole_qname(self.text, ks, ks + key.len(), "'='")?;
-        // One pass over the value: a `<` is an error; a reference or whitespace other than
-        // a space makes the value differ from its bytes.
-        let mut special = false;
-        for (i, &c) in value.iter().enumerate() {
-            match c {
-                b'<' => {
-                    return Err(XmlError::other(
-                        vs + i,
-                        "unescaped '<' in an attribute value",
-                    ))
-                }
-                b'&' | b'\t' | b'\n' | b'\r' => special = true,
-                _ => {}
-            }
+        // One pass over the value (without branches, so it vectorizes): a `<` is an error;
+        // a reference or whitespace other than a space makes the value differ from its bytes.
+        let (mut lt, mut special) = (false, false);
+        for &c in value {
+            lt |= c == b'<';
+            special |= matches!(c, b'&' | b'\t' | b'\n' | b'\r');
+        }
+        if lt {
+            let i = memchr::memchr(b'<', value).unwrap_or(0);
+            return Err(XmlError::other(
+                vs + i,
+                "unescaped '<' in an attribute value",
+            ));
         }
         Ok(AttrSpan {
             start: ks,
@@ -469,11 +468,15 @@ impl<'i, 'p> Builder<'i, 'p> {
         let mut pending = std::mem::take(&mut self.pending);
         for i in 0..pending.len() {
             let p = &pending[i];
-            let ans = self.resolve(
-                (p.prefix.0 as usize, p.prefix.1 as usize),
-                p.start as usize,
-                false,
-            )?;
+            let ans = if p.prefix.0 == p.prefix.1 {
+                NONE
+            } else {
+                self.resolve(
+                    (p.prefix.0 as usize, p.prefix.1 as usize),
+                    p.start as usize,
+                    false,
+                )?
+            };
             let name = |q: &Pending| &self.text[q.local.0 as usize..q.local.1 as usize];
             let same_ns = |q: &Pending| {
                 q.ns == ans
