@@ -1,14 +1,15 @@
 //! The rewrite laws the fuzz target checks, shared with `tests/fuzz_regressions.rs` (which
 //! replays the inputs the fuzzer once broke) through `#[path]`, so both check the same.
 //!
-//! Law 0, on every input: virt-systemd's own XML parser (`xdom`) and roxmltree agree —
+//! Law 0, on every input: virt-systemd's XML reader (`xtree`: quick-xml and our checks) and
+//! roxmltree agree —
 //! both accept or both reject, and when both accept they see the same tree.
 //!
 //! Law 0b, on every input: `rewrite`, `strip` and the domain facts come out the same
 //! whether the parser keeps the whole tree or only the parts `domain::keep` selects.
 //!
 //! Laws checked whenever `rewrite` accepts the input (errors are fine, panics are not):
-//! 1. the output is well-formed XML (xdom and roxmltree parse it, as law 0 qualifies);
+//! 1. the output is well-formed XML (xtree and roxmltree parse it, as law 0 qualifies);
 //! 2. rewriting the output again with the same request gives the same bytes;
 //! 3. `strip(Full)` of the output succeeds and leaves no virt-systemd record behind;
 //!    when the input had no record of ours, it gives back exactly the input bytes (unless
@@ -132,11 +133,11 @@ pub fn check_all(data: &[u8]) {
 /// from text and CDATA pieces covers the first piece only, so text ranges are compared at
 /// their start.
 pub fn parsers_agree(input: &str) {
-    use virt_systemd_core::xdom;
-    let ours = xdom::Document::parse(input);
+    use virt_systemd_core::xtree;
+    let ours = xtree::Document::parse(input);
     let opts = roxmltree::ParsingOptions {
         allow_dtd: false,
-        nodes_limit: xdom::NODES_LIMIT as u32,
+        nodes_limit: xtree::NODES_LIMIT as u32,
         ..roxmltree::ParsingOptions::default()
     };
     let theirs = roxmltree::Document::parse_with_options(input, opts);
@@ -145,10 +146,10 @@ pub fn parsers_agree(input: &str) {
         (Ok(a), Ok(b)) if !deliberate => same_node(input, a.root(), b.root()),
         (Err(_), Err(_)) => {}
         (Ok(_), Err(e)) if !deliberate => {
-            panic!("xdom accepts what roxmltree rejects ({e})\n--- input ---\n{input}")
+            panic!("xtree accepts what roxmltree rejects ({e})\n--- input ---\n{input}")
         }
         (Err(e), Ok(_)) if !deliberate => {
-            panic!("xdom rejects ({e:?}) what roxmltree accepts\n--- input ---\n{input}")
+            panic!("xtree rejects ({e:?}) what roxmltree accepts\n--- input ---\n{input}")
         }
         _ => {}
     }
@@ -170,15 +171,15 @@ fn deliberate(input: &str) -> bool {
 
 /// Both parsers accept `text` (roxmltree unless `deliberate` applies).
 fn well_formed(text: &str) -> Result<(), String> {
-    virt_systemd_core::xdom::Document::parse(text).map_err(|e| format!("xdom: {e:?}"))?;
+    virt_systemd_core::xtree::Document::parse(text).map_err(|e| format!("xtree: {e:?}"))?;
     match roxmltree::Document::parse(text) {
         Err(e) if !deliberate(text) => Err(format!("roxmltree: {e}")),
         _ => Ok(()),
     }
 }
 
-fn same_node(input: &str, a: virt_systemd_core::xdom::Node, b: roxmltree::Node) {
-    use virt_systemd_core::xdom::NodeType as T;
+fn same_node(input: &str, a: virt_systemd_core::xtree::Node, b: roxmltree::Node) {
+    use virt_systemd_core::xtree::NodeType as T;
     let kind = match b.node_type() {
         roxmltree::NodeType::Root => T::Root,
         roxmltree::NodeType::Element => T::Element,

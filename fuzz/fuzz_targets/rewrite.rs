@@ -1,7 +1,7 @@
 //! Fuzz the rewriter: arbitrary bytes as a domain XML, through decode → rewrite → strip.
 //!
 //! Laws checked whenever `rewrite` accepts the input (errors are fine, panics are not):
-//! 1. the output is well-formed XML (xdom and roxmltree parse it, as law 0 qualifies);
+//! 1. the output is well-formed XML (xtree and roxmltree parse it, as law 0 qualifies);
 //! 2. rewriting the output again with the same request gives the same bytes;
 //! 3. `strip(Full)` of the output succeeds and leaves no virt-systemd record behind;
 //!    when the input had no record of ours, it gives back exactly the input bytes (unless

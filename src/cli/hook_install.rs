@@ -206,13 +206,14 @@ pub fn install(hooks_dir: &Path, hook: &Path) -> Result<Outcome> {
         Err(e) if e.kind() == ErrorKind::AlreadyExists => {}
         Err(e) => return Err(io_err(&qemu_d, e)),
     }
-    let tmp = hooks_dir.join(format!(".{LINK_NAME}.{}.tmp", std::process::id()));
-    let _ = std::fs::remove_file(&tmp);
-    std::os::unix::fs::symlink(hook, &tmp).map_err(|e| io_err(&tmp, e))?;
-    if let Err(e) = std::fs::rename(&tmp, &link) {
-        let _ = std::fs::remove_file(&tmp);
-        return Err(io_err(&link, e));
-    }
+    // The new link is made next to qemu.d (never inside it, where libvirt would run it),
+    // under a fresh name, then renamed over the old one; tempfile removes it on failure.
+    let tmp = tempfile::Builder::new()
+        .prefix(&format!(".{LINK_NAME}."))
+        .suffix(".tmp")
+        .make_in(hooks_dir, |p| std::os::unix::fs::symlink(hook, p))
+        .map_err(|e| io_err(hooks_dir, e))?;
+    tmp.persist(&link).map_err(|e| io_err(&link, e.error))?;
     if let Ok(d) = std::fs::File::open(&qemu_d) {
         let _ = d.sync_all();
     }

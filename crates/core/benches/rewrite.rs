@@ -5,7 +5,8 @@
 //! generates deterministically; it is run here when the file is missing.
 //!
 //! Groups (each on both inputs, throughput in input bytes):
-//! - `parse`: roxmltree parse only, the floor for everything else;
+//! - `parse`: `DomainXml::parse` only (quick-xml's events, the checks, the partial tree),
+//!   the floor for everything else;
 //! - `rewrite`: a fresh domain with a realistic flag set (hostname, machine ID, an SSH key,
 //!   two credentials, kernel command line, vsock and notify from the defaults);
 //! - `rewrite_again`: the same request on its own output (strip, then re-render);

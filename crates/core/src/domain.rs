@@ -2,8 +2,8 @@
 //! modules need (name, UUID, boot mode, vsock, interfaces, OEM strings).
 
 use crate::error::{Error, Result};
-use crate::xdom::{Document, ErrorKind, Keep, Node, Place, XmlError};
 use crate::xmltext::line_col;
+use crate::xtree::{Document, ErrorKind, Keep, Node, Place, XmlError};
 use std::cell::Cell;
 
 /// A parsed domain document. Node ranges index into `text`, so edits can be spliced

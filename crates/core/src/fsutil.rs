@@ -1,9 +1,13 @@
 //! Atomic file replacement: temp file in the same directory, fsync, rename, then fsync
 //! the directory. Mode and (as root) owner of an existing file are kept.
+//!
+//! The temp file is `tempfile`'s: created exclusively (O_EXCL, a random name, mode 0600)
+//! next to the target, removed if anything fails before the rename, renamed over the target
+//! by `persist`. The fsyncs, mode and owner are done here: `tempfile` leaves them to its user.
 
-use std::fs::{self, File, OpenOptions};
+use std::fs::{self, File};
 use std::io::Write;
-use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::Path;
 
 /// Replace `path` with `data`. `mode` applies to new files; an existing file keeps its own.
@@ -26,34 +30,28 @@ pub fn write_atomic_with(
     let name = path
         .file_name()
         .ok_or_else(|| std::io::Error::new(std::io::ErrorKind::InvalidInput, "no file name"))?;
-    let mut tmp_name = std::ffi::OsString::from(".");
-    tmp_name.push(name);
-    tmp_name.push(format!(".tmp{}", std::process::id()));
-    let tmp = dir.join(tmp_name);
-    let result = (|| {
-        let mut f = OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(&tmp)?;
-        let mut w = std::io::BufWriter::with_capacity(64 * 1024, &mut f);
-        fill(&mut w)?;
-        w.flush()?;
-        drop(w);
-        let perm = existing.as_ref().map_or(mode, |m| m.mode() & 0o7777);
-        if let Some(m) = &existing {
-            // Only root may give a file away; others keep their own ownership.
-            let _ = std::os::unix::fs::fchown(&f, Some(m.uid()), Some(m.gid()));
-        }
-        f.set_permissions(fs::Permissions::from_mode(perm))?;
-        f.sync_all()?;
-        fs::rename(&tmp, path)?;
-        File::open(dir)?.sync_all()
-    })();
-    if result.is_err() {
-        let _ = fs::remove_file(&tmp);
+    let mut prefix = std::ffi::OsString::from(".");
+    prefix.push(name);
+    prefix.push(".");
+    let mut tmp = tempfile::Builder::new()
+        .prefix(&prefix)
+        .suffix(".tmp")
+        .permissions(fs::Permissions::from_mode(0o600))
+        .tempfile_in(dir)?;
+    let mut w = std::io::BufWriter::with_capacity(64 * 1024, tmp.as_file_mut());
+    fill(&mut w)?;
+    w.flush()?;
+    drop(w);
+    let f = tmp.as_file();
+    let perm = existing.as_ref().map_or(mode, |m| m.mode() & 0o7777);
+    if let Some(m) = &existing {
+        // Only root may give a file away; others keep their own ownership.
+        let _ = std::os::unix::fs::fchown(f, Some(m.uid()), Some(m.gid()));
     }
-    result
+    f.set_permissions(fs::Permissions::from_mode(perm))?;
+    f.sync_all()?;
+    tmp.persist(path).map_err(|e| e.error)?;
+    File::open(dir)?.sync_all()
 }
 
 #[cfg(test)]

@@ -13,8 +13,8 @@ pub mod metadata;
 pub mod notify;
 pub mod render;
 pub mod report;
-pub mod xdom;
 pub mod xmltext;
+pub mod xtree;
 
 pub use error::{Error, ExitCode};
 

@@ -7,8 +7,8 @@
 use crate::credential::Kind;
 use crate::domain::{child, DomainXml};
 use crate::error::{Error, Result};
-use crate::xdom::Node;
 use crate::xmltext::{escape_attr, escape_text};
+use crate::xtree::Node;
 use crate::{METADATA_ELEMENT, METADATA_NS};
 
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]

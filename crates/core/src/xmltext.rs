@@ -56,26 +56,15 @@ pub fn line_col(text: &[u8], pos: usize) -> (u32, u32) {
     (line, column)
 }
 
-/// End (exclusive) of the start tag that begins at `start` (which points at `<`).
-/// Quoted attribute values may contain `>`, so quotes are tracked.
+/// End (exclusive) of the start tag that begins at `start` (which points at `<`): after
+/// its first `>` outside quoted attribute values, as quick-xml's tag reader finds it; the
+/// end of `text` when there is none.
 pub fn start_tag_end(text: &str, start: usize) -> usize {
-    let b = text.as_bytes();
-    let mut quote = 0u8;
-    let mut i = start + 1;
-    while i < b.len() {
-        let c = b[i];
-        if quote != 0 {
-            if c == quote {
-                quote = 0;
-            }
-        } else if c == b'"' || c == b'\'' {
-            quote = c;
-        } else if c == b'>' {
-            return i + 1;
-        }
-        i += 1;
+    use quick_xml::parser::{ElementParser, Parser};
+    match ElementParser::default().feed(&text.as_bytes()[start + 1..]) {
+        Some(i) => start + 1 + i + 1,
+        None => text.len(),
     }
-    b.len()
 }
 
 /// Start of the end tag of an element that spans `range` and is not self-closing.

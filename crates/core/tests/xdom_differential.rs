@@ -1,6 +1,7 @@
-//! virt-systemd's XML parser (src/xdom.rs) against roxmltree, the strict parser it replaced
-//! on the hot path: same verdict and same tree on the corpus, the fuzz seeds, every prefix
-//! of a corpus document (truncation at each byte), and generated near-XML. And the tree
+//! virt-systemd's XML reader (src/xtree: quick-xml's events and our well-formedness checks)
+//! against roxmltree, the strict parser it replaced on the hot path: same verdict and same
+//! tree on the corpus, the fuzz seeds, every prefix of a corpus document (truncation at each
+//! byte), and generated near-XML. And the tree
 //! the rewriter parses (only the parts `domain::keep` selects) gives the same results as
 //! the whole tree on the corpus.
 

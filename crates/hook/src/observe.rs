@@ -147,24 +147,74 @@ impl Observer {
     }
 }
 
-/// Method names of `org.freedesktop.machine1.Manager` in an introspection document.
+/// Method names of `org.freedesktop.machine1.Manager` in an introspection document: the
+/// `name`s of the `<method>` children of the first `<interface name=…Manager>`. Read with
+/// quick-xml's event reader to the end, so a document it finds ill-formed (or that ends
+/// inside an element) is refused; its DOCTYPE (D-Bus introspection has one) is skipped.
 pub fn manager_methods(xml: &str) -> Result<Vec<String>, String> {
-    let opts = roxmltree::ParsingOptions {
-        allow_dtd: true,
-        ..Default::default()
+    use quick_xml::events::{BytesStart, Event};
+    let not_xml = |e: &dyn std::fmt::Display| format!("introspection data is not XML: {e}");
+    let name = |e: &BytesStart| -> Result<Option<String>, String> {
+        match e.try_get_attribute("name").map_err(|e| not_xml(&e))? {
+            None => Ok(None),
+            Some(a) => Ok(Some(
+                a.normalized_value(quick_xml::XmlVersion::Implicit1_0)
+                    .map_err(|e| not_xml(&e))?
+                    .into_owned(),
+            )),
+        }
     };
-    let doc = roxmltree::Document::parse_with_options(xml, opts)
-        .map_err(|e| format!("introspection data is not XML: {e}"))?;
-    let iface = doc
-        .descendants()
-        .find(|n| n.has_tag_name("interface") && n.attribute("name") == Some(MANAGER))
-        .ok_or_else(|| format!("{MACHINED_PATH} has no {MANAGER} interface"))?;
-    Ok(iface
-        .children()
-        .filter(|n| n.has_tag_name("method"))
-        .filter_map(|n| n.attribute("name"))
-        .map(str::to_string)
-        .collect())
+    let mut reader = quick_xml::Reader::from_str(xml);
+    // Open elements, and how deep the Manager interface is (its children are one deeper).
+    let mut depth = 0usize;
+    let mut iface: Option<usize> = None;
+    let mut done = false;
+    let mut methods = Vec::new();
+    loop {
+        let (e, empty) = match reader.read_event().map_err(|e| not_xml(&e))? {
+            Event::Start(e) => (e, false),
+            Event::Empty(e) => (e, true),
+            Event::End(_) => {
+                if iface == Some(depth) {
+                    done = true;
+                    iface = None;
+                }
+                depth -= 1;
+                continue;
+            }
+            Event::Text(t) if depth == 0 && !t.iter().all(u8::is_ascii_whitespace) => {
+                return Err(not_xml(&"text outside the root element"));
+            }
+            Event::GeneralRef(_) if depth == 0 => {
+                return Err(not_xml(&"text outside the root element"));
+            }
+            Event::Eof if depth > 0 => return Err(not_xml(&"it ends inside an element")),
+            Event::Eof => break,
+            _ => continue,
+        };
+        depth += 1;
+        let local = e.local_name();
+        match iface {
+            Some(d) if depth == d + 1 && local.as_ref() == b"method" => {
+                methods.extend(name(&e)?);
+            }
+            None if !done
+                && local.as_ref() == b"interface"
+                && name(&e)?.as_deref() == Some(MANAGER) =>
+            {
+                done = empty;
+                iface = (!empty).then_some(depth);
+            }
+            _ => {}
+        }
+        if empty {
+            depth -= 1;
+        }
+    }
+    if !done {
+        return Err(format!("{MACHINED_PATH} has no {MANAGER} interface"));
+    }
+    Ok(methods)
 }
 
 #[cfg(test)]

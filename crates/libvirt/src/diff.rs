@@ -2,6 +2,8 @@
 //! libvirt's definition before and after, and whether two definitions mean the same to
 //! libvirt.
 
+use virt_systemd_core::xtree::{Document, Node};
+
 /// Unified diff of two texts with `context` lines around each change; empty when equal.
 /// Lines keep their ends, so a missing final newline and CRLF show up in the diff.
 pub fn unified(a: &str, b: &str, label_a: &str, label_b: &str, context: usize) -> String {
@@ -21,32 +23,26 @@ pub fn unified(a: &str, b: &str, label_a: &str, label_b: &str, context: usize) -
 /// local name), same attributes (any order and quoting), same non-blank text; comments,
 /// processing instructions and blank text between elements ignored. `enable` uses it to
 /// see that re-rendering our record in another quote style than libvirt's serializer
-/// chose changes nothing. Unparsable input is never equivalent.
+/// chose changes nothing. Read with the core's XML reader (quick-xml, strict checks, no
+/// DOCTYPE); unparsable input is never equivalent.
 pub fn xml_equivalent(a: &str, b: &str) -> bool {
-    let opts = || roxmltree::ParsingOptions {
-        allow_dtd: false,
-        ..Default::default()
-    };
-    let (Ok(da), Ok(db)) = (
-        roxmltree::Document::parse_with_options(a, opts()),
-        roxmltree::Document::parse_with_options(b, opts()),
-    ) else {
+    let (Ok(da), Ok(db)) = (Document::parse(a), Document::parse(b)) else {
         return false;
     };
     same_element(da.root_element(), db.root_element())
 }
 
-fn significant<'a, 'i>(n: roxmltree::Node<'a, 'i>) -> Vec<roxmltree::Node<'a, 'i>> {
+fn significant<'a, 'i>(n: Node<'a, 'i>) -> Vec<Node<'a, 'i>> {
     n.children()
         .filter(|c| c.is_element() || (c.is_text() && !c.text().unwrap_or("").trim().is_empty()))
         .collect()
 }
 
-fn same_element(a: roxmltree::Node, b: roxmltree::Node) -> bool {
+fn same_element(a: Node, b: Node) -> bool {
     if a.tag_name() != b.tag_name() {
         return false;
     }
-    let attrs = |n: roxmltree::Node| {
+    let attrs = |n: Node| {
         let mut v: Vec<(Option<String>, String, String)> = n
             .attributes()
             .map(|x| {

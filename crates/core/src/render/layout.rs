@@ -3,8 +3,8 @@
 //! plus the line break and indentation before it) is the exact inverse of insertion.
 
 use super::splice::Edit;
-use crate::xdom::Node;
 use crate::xmltext::{end_tag_start, line_indent, start_tag_end};
+use crate::xtree::Node;
 
 /// Document-wide style.
 pub struct Style {
@@ -68,7 +68,7 @@ impl Style {
         &self,
         text: &str,
         parent: Node,
-        removed: &[crate::xdom::NodeId],
+        removed: &[crate::xtree::NodeId],
     ) -> String {
         if self.nl.is_empty() {
             return String::new();
@@ -160,7 +160,7 @@ pub fn append_children_skipping(
     parent: Node,
     indent: &str,
     kids: &[String],
-    removed: &[crate::xdom::NodeId],
+    removed: &[crate::xtree::NodeId],
 ) -> (Vec<Edit>, bool) {
     let r = parent.range();
     let ste = start_tag_end(text, r.start);

@@ -316,7 +316,7 @@ fn render(
     // other io.systemd. strings we leave alone.
     let entries = oem_entries(d);
     let mut kept = entries.len();
-    let mut forced: Vec<crate::xdom::NodeId> = Vec::new();
+    let mut forced: Vec<crate::xtree::NodeId> = Vec::new();
     for e in &entries {
         let s = e.text().unwrap_or("");
         let (clash, label) = match classify(s) {

@@ -7,8 +7,8 @@ use super::splice::Edit;
 use crate::credential::{self, classify, Kind, Oem};
 use crate::domain::{child, children, DomainXml};
 use crate::metadata::{self, CmdlineMode, Record};
-use crate::xdom::{Node, NodeId};
 use crate::xmltext::{escape_text, removable_lead, start_tag_end};
+use crate::xtree::{Node, NodeId};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Mode {
