@@ -224,7 +224,7 @@ struct Prefetched {
     name: Option<(String, Sent)>,
 }
 
-/// What `lacks` remembers when machined takes no control address.
+/// What `cached` remembers when machined takes no control address.
 const VARLINK_CONTROL: &str = "io.systemd.Machine.Register controlAddress";
 /// And when it does (the cache file holds what machined lacks, and this one line of what
 /// it has, so that the description is asked for once per machined).
@@ -413,19 +413,9 @@ impl Machined {
         })?;
         let id: String = r.id.iter().map(|b| format!("{b:02x}")).collect();
         let reg = vl::Register {
-            name: &r.name,
-            id,
-            service: SERVICE,
-            class: "vm",
-            leader_process_id: vl::ProcessId {
-                pid: r.leader,
-                pidfd_id: vl::pidfd_id(pidfd),
-            },
             if_indices: r.ifindices.clone(),
-            v_sock_cid: r.vsock_cid,
-            ssh_address: r.vsock_cid.map(|c| format!("vsock/{c}")),
             control_address: Some(control),
-            allocate_unit: false,
+            ..vl::Register::vm(&r.name, id, r.leader, Some(pidfd), r.vsock_cid)
         };
         match vl::register(self.varlink.as_ref(), &reg, Instant::now() + left) {
             Ok(()) => Ok(()),

@@ -34,6 +34,35 @@ pub struct Register<'a> {
     pub allocate_unit: bool,
 }
 
+impl<'a> Register<'a> {
+    /// Our VM named `name` (`id`: the domain UUID in hex), led by QEMU's `leader`, pinned by
+    /// its `pidfd` where there is one, with its vsock CID and the SSH address over it. No
+    /// control address, no unit allocated: callers set what differs.
+    pub fn vm<F: std::os::fd::AsFd>(
+        name: &'a str,
+        id: String,
+        leader: u32,
+        pidfd: Option<&F>,
+        vsock_cid: Option<u32>,
+    ) -> Register<'a> {
+        Register {
+            name,
+            id,
+            service: crate::machined::SERVICE,
+            class: "vm",
+            leader_process_id: ProcessId {
+                pid: leader,
+                pidfd_id: pidfd.and_then(pidfd_id),
+            },
+            if_indices: vec![],
+            v_sock_cid: vsock_cid,
+            ssh_address: vsock_cid.map(|c| format!("vsock/{c}")),
+            control_address: None,
+            allocate_unit: false,
+        }
+    }
+}
+
 /// The leader, pinned by its pidfd's inode (pidfs, Linux ≥ 6.9) when there is one.
 #[derive(Debug, Clone, serde::Serialize)]
 #[serde(rename_all = "camelCase")]

@@ -66,32 +66,14 @@ pub fn run(argv: &[String], stdin: &[u8], cfg: &Config, paths: &Paths) -> i32 {
     // A session daemon's hook runs as its user: root's state directory, pid files and
     // machined are not for its domains; the user's own machined is (session.rs). `prepare`
     // (the drift check, which needs nothing of the host) works as for system domains.
-    if paths.uid != 0 && op != "prepare" {
-        if !matches!(op.as_str(), "started" | "reconnect" | "stopped" | "release") {
-            return 0;
-        }
-        let _backstop = backstop(name, op, cfg);
-        match domain::decode(stdin).and_then(DomainXml::parse) {
-            Ok(xml) => {
-                let facts = xml.facts();
-                if let Some(uuid) = facts
-                    .uuid
-                    .as_deref()
-                    .and_then(|u| uuid::Uuid::parse_str(u).ok())
-                {
-                    session::run(op, &facts, uuid, cfg, paths);
-                }
-            }
-            Err(e) => {
-                error!(domain = %name, op = %op, message_id = MSG_FAILED, "cannot read the domain XML on stdin: {e}; VM left alone");
-            }
-        }
-        return 0;
-    }
-    let registers =
-        matches!(op.as_str(), "started" | "reconnect") && cfg.machined.register != Register::Never;
-    let _backstop = (registers || matches!(op.as_str(), "stopped" | "release"))
-        .then(|| backstop(name, op, cfg));
+    let session = paths.uid != 0;
+    let acts = matches!(op.as_str(), "started" | "reconnect" | "stopped" | "release");
+    let registers = !session
+        && matches!(op.as_str(), "started" | "reconnect")
+        && cfg.machined.register != Register::Never;
+    let _backstop =
+        (registers || matches!(op.as_str(), "stopped" | "release") || (session && acts))
+            .then(|| backstop(name, op, cfg));
     // Ask machined first, parse while it answers.
     let early = registers.then(|| Early::start(name, cfg));
     let xml = match domain::decode(stdin).and_then(DomainXml::parse) {
@@ -114,6 +96,10 @@ pub fn run(argv: &[String], stdin: &[u8], cfg: &Config, paths: &Paths) -> i32 {
         warn!(domain = %name, op = %op, message_id = MSG_SKIPPED, "domain XML has no valid <uuid>; nothing to do");
         return 0;
     };
+    if session && op != "prepare" {
+        session::run(op, &facts, uuid, cfg, paths);
+        return 0;
+    }
     let store = Store::new(&cfg.hook.state_dir);
     match (op.as_str(), sub) {
         ("prepare", _) => prepare(&xml, &facts, cfg),

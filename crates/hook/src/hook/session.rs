@@ -90,21 +90,10 @@ fn register(
         .and_then(|p| rustix::process::pidfd_open(p, rustix::process::PidfdFlags::empty()).ok());
     let cid = facts.vsock.as_ref().and_then(|v| v.cid);
     let reg = vl::Register {
-        name: &machine,
-        id: hex.clone(),
-        service: SERVICE,
-        class: "vm",
-        leader_process_id: vl::ProcessId {
-            pid: leader,
-            pidfd_id: pidfd.as_ref().and_then(vl::pidfd_id),
-        },
-        if_indices: vec![],
-        v_sock_cid: cid,
-        ssh_address: cid.map(|c| format!("vsock/{c}")),
-        control_address: None,
         // The session daemon's QEMU is no unit of its own: the user manager makes it a scope
         // (which needs QEMU inside user@UID.service, i.e. libvirtd run as a user service).
         allocate_unit: true,
+        ..vl::Register::vm(&machine, hex.clone(), leader, pidfd.as_ref(), cid)
     };
     let mut st = DomainState {
         domain: name.clone(),
