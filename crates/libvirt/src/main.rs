@@ -79,8 +79,11 @@ fn run(cli: &Cli, notes: &mut Vec<String>) -> Result<()> {
         }
         Command::ControlService(a) => {
             virt_systemd::logging::init("virt-systemd-control");
-            let dir = a.socket_dir.as_deref().unwrap_or(&cfg.control.socket_dir);
-            control::run(uri.unwrap_or("qemu:///system"), dir).map_err(Error::Failed)
+            let mut ctl = cfg.control.clone();
+            if let Some(d) = &a.socket_dir {
+                ctl.socket_dir = d.clone();
+            }
+            control::run(uri.unwrap_or("qemu:///system"), ctl).map_err(Error::Failed)
         }
         _ => unreachable!("run_local handles the commands without libvirt"),
     }

@@ -21,6 +21,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::{broadcast, mpsc};
 use tracing::{info, warn};
+use virt_systemd::config::Control;
 use zlink::Server;
 
 /// How often the sockets are reconciled with libvirt besides (re)connects.
@@ -34,7 +35,8 @@ struct Served {
 }
 
 struct Service {
-    dir: PathBuf,
+    /// Where the sockets go: the same paths the hook registers (`Control::socket`).
+    ctl: Control,
     conn: Shared,
     served: HashMap<uuid::Uuid, Served>,
 }
@@ -86,7 +88,7 @@ fn remove(path: &Path) {
 
 impl Service {
     fn path(&self, uuid: &uuid::Uuid) -> PathBuf {
-        self.dir.join(uuid.hyphenated().to_string())
+        self.ctl.socket(uuid)
     }
 
     /// Open the domain's socket and serve it, unless served already.
@@ -154,7 +156,7 @@ impl Service {
         let names: HashMap<_, _> = running.iter().cloned().collect();
         let running: BTreeSet<_> = names.keys().copied().collect();
         let serving: BTreeSet<_> = self.served.keys().copied().collect();
-        let entries: Vec<String> = std::fs::read_dir(&self.dir)
+        let entries: Vec<String> = std::fs::read_dir(&self.ctl.socket_dir)
             .map(|rd| {
                 rd.filter_map(|e| e.ok()?.file_name().into_string().ok())
                     .collect()
@@ -165,7 +167,7 @@ impl Service {
             self.stop(u);
         }
         for e in &plan.remove {
-            remove(&self.dir.join(e));
+            remove(&self.ctl.socket_dir.join(e));
         }
         for u in plan.start {
             self.start(u, names[&u].clone());
@@ -198,7 +200,9 @@ impl Service {
     }
 }
 
-/// Tell systemd we are ready (Type=notify), once the first reconciliation is done.
+/// Tell systemd we are ready (Type=notify), once the first reconciliation is done. Ours, not
+/// the sd-notify crate: its 0.5 connects only to path names, not to an abstract
+/// `NOTIFY_SOCKET` (`@…`).
 fn sd_notify_ready() {
     let Some(path) = std::env::var_os("NOTIFY_SOCKET") else {
         return;
@@ -227,8 +231,9 @@ fn prepare_dir(dir: &Path) -> std::io::Result<()> {
 }
 
 /// Run the service until SIGTERM/SIGINT; an error only when it cannot start at all.
-pub fn run(uri: &str, dir: &Path) -> Result<(), String> {
-    let pid_file = dir.with_extension("pid");
+pub fn run(uri: &str, ctl: Control) -> Result<(), String> {
+    let pid_file = ctl.pid_file();
+    let dir = &ctl.socket_dir;
     prepare_dir(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
     // A new socket is never reachable by others, not even between bind and chmod.
     rustix::process::umask(rustix::fs::Mode::from_raw_mode(0o077));
@@ -238,7 +243,7 @@ pub fn run(uri: &str, dir: &Path) -> Result<(), String> {
         .build()
         .map_err(|e| format!("tokio runtime: {e}"))?;
     let local = tokio::task::LocalSet::new();
-    let r = local.block_on(&rt, serve(uri.to_string(), dir.to_path_buf(), &pid_file));
+    let r = local.block_on(&rt, serve(uri.to_string(), ctl, &pid_file));
     let _ = std::fs::remove_file(&pid_file);
     r
 }
@@ -251,13 +256,13 @@ fn write_pid(path: &Path) {
     }
 }
 
-async fn serve(uri: String, dir: PathBuf, pid_file: &Path) -> Result<(), String> {
+async fn serve(uri: String, ctl: Control, pid_file: &Path) -> Result<(), String> {
     use tokio::signal::unix::{signal, SignalKind};
     let mut term = signal(SignalKind::terminate()).map_err(|e| e.to_string())?;
     let mut int = signal(SignalKind::interrupt()).map_err(|e| e.to_string())?;
     let (tx, mut rx) = mpsc::unbounded_channel();
     let mut svc = Service {
-        dir,
+        ctl,
         conn: Arc::new(Mutex::new(None)),
         served: HashMap::new(),
     };
