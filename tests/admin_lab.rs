@@ -14,13 +14,12 @@
 #[path = "lab/mod.rs"]
 mod lab;
 
-use lab::{ct_bin, Lab};
+use lab::{ct_bin, Lab, HOOK_LINK};
 use serde_json::Value;
 use std::process::Output;
 use std::time::Duration;
 
 const UUID: &str = "7d2e1a2b-7d1f-4c57-9c4e-00000000a001";
-const HOOK_LINK: &str = "/etc/libvirt/hooks/qemu.d/50-virt-systemd";
 /// Waits for what must happen: only bounds a hang (TCG guests on a loaded machine are slow).
 const LONG: Duration = Duration::from_secs(180);
 

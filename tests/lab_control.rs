@@ -7,6 +7,7 @@
 #[path = "lab/mod.rs"]
 mod lab;
 
+use lab::vsock::exists;
 use lab::{ct_bin, Domain, Lab, Options, CT_BOOT, CT_LAB, NEWEST_SUITE};
 use std::time::Duration;
 
@@ -29,10 +30,7 @@ fn xml() -> String {
 }
 
 fn setup(lab: &Lab) {
-    lab.install_hook(
-        "50-virt-systemd",
-        format!("#!/bin/sh\nexec {} \"$@\"\n", ct_bin("virt-systemd-hook")).as_bytes(),
-    );
+    lab.install_virt_systemd_hook();
     // The packaged unit, with the binary from the build tree.
     let unit = std::fs::read_to_string(
         std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -119,8 +117,7 @@ fn machinectl(lab: &Lab, verb: &str) {
 fn wait_gone(lab: &Lab) {
     lab.wait_for("the machine and its socket to go", LONG, || {
         let m = lab.exec(&["machinectl", "show", NAME]);
-        let s = lab.exec(&["test", "-e", SOCKET]);
-        (!m.status.success() && !s.status.success()).then_some(())
+        (!m.status.success() && !exists(lab, SOCKET)).then_some(())
     });
 }
 
@@ -209,10 +206,7 @@ fn verbs(cgroups: bool) {
 
     // Stale entries from an earlier run go when the service starts.
     lab.sh("touch /run/virt-systemd/control/stale && systemctl restart virt-systemd-control");
-    assert!(!lab
-        .exec(&["test", "-e", "/run/virt-systemd/control/stale"])
-        .status
-        .success());
+    assert!(!exists(&lab, "/run/virt-systemd/control/stale"));
 
     let w = lab.hook_warnings(&since);
     assert!(w.trim().is_empty(), "hook warnings:\n{w}");

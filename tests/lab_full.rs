@@ -217,7 +217,8 @@ fn full_guest_vsock(suite: &str) {
     let pubkey = std::fs::read_to_string(key.with_extension("pub")).expect("public key");
 
     // The real hook (state files), the boot files (image + vsock modules and /vsd/init).
-    vsock::install_hook(&lab);
+    // The real hook, so starting a domain writes its state file (enabled, notify_port).
+    lab.install_virt_systemd_hook();
     lab.run(&[
         &format!("{CT_LAB}/guest/full-vsock-overlay.sh"),
         "/root/vsock-overlay.cpio.gz",

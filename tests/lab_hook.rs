@@ -5,11 +5,10 @@
 #[path = "lab/mod.rs"]
 mod lab;
 
-use lab::{ct_bin, Lab, Options, CT_BOOT};
+use lab::{ct_bin, Lab, Options, CT_BOOT, HOOK_LINK};
 use std::collections::HashMap;
 use std::time::Duration;
 
-const HOOK_LINK: &str = "/etc/libvirt/hooks/qemu.d/50-virt-systemd";
 /// Waits for what must happen (a registration, a clean-up): only bounds a hang. The hooks
 /// get a 20 s D-Bus deadline here (`install`), and TCG guests on a loaded machine are slow.
 const LONG: Duration = Duration::from_secs(180);
@@ -199,10 +198,7 @@ fn install(lab: &Lab) {
         b"[machined]\ntimeout_ms = 20000\n",
         "644",
     );
-    lab.sh(&format!(
-        "mkdir -p /etc/libvirt/hooks/qemu.d && ln -sfn {} {HOOK_LINK} && systemctl restart libvirtd",
-        ct_bin("virt-systemd-hook")
-    ));
+    lab.install_virt_systemd_hook();
 }
 
 /// The hook logged `message_id` for domain `name` since `since`.

@@ -6,7 +6,8 @@
 #[path = "lab/mod.rs"]
 mod lab;
 
-use lab::{ct_bin, Domain, Lab, Options, NEWEST_SUITE};
+use lab::vsock::exists;
+use lab::{Domain, Lab, Options, NEWEST_SUITE};
 use std::time::Duration;
 
 const USER: &str = "vsdsess";
@@ -54,10 +55,7 @@ fn session_domain_in_the_users_machined() {
     let Some(lab) = Lab::up_with(Options::new(NEWEST_SUITE).by_default()) else {
         return;
     };
-    lab.install_hook(
-        "50-virt-systemd",
-        format!("#!/bin/sh\nexec {} \"$@\"\n", ct_bin("virt-systemd-hook")).as_bytes(),
-    );
+    lab.install_virt_systemd_hook();
     lab.sh(&format!(
         "useradd -m -u {UID} {USER} && loginctl enable-linger {USER}"
     ));
@@ -137,7 +135,7 @@ fn session_domain_in_the_users_machined() {
         user_machine(&lab, NAME).is_none().then_some(())
     });
     lab.wait_for("the state to go", LONG, || {
-        (!lab.exec(&["test", "-e", &state]).status.success()).then_some(())
+        (!exists(&lab, &state)).then_some(())
     });
     // Started again after a session daemon restart: registered again, once.
     lab.sh(&as_user(&format!(

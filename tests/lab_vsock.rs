@@ -79,7 +79,8 @@ fn vsock_end_to_end(suite: &str) {
     let (state, readiness) = vsock::state_files(UUID);
 
     // The real hook, so starting the domain writes its state file (enabled, notify_port).
-    vsock::install_hook(&lab);
+    // The real hook, so starting a domain writes its state file (enabled, notify_port).
+    lab.install_virt_systemd_hook();
 
     // The guest: busybox + the lab's own systemd-notify and systemd-socket-activate.
     lab.run(&[

@@ -30,6 +30,8 @@ pub const DEFAULT_SUITES: &[&str] = &["trixie", "bookworm"];
 pub const CT_BIN: &str = "/opt/virt-systemd/bin";
 /// Where `tests/lab/` appears inside the container.
 pub const CT_LAB: &str = "/opt/virt-systemd/lab";
+/// Where the packages link the hook (libvirt ≥ 6.5 runs `qemu.d/*`).
+pub const HOOK_LINK: &str = "/etc/libvirt/hooks/qemu.d/50-virt-systemd";
 /// Guest images built on the host (`<target>/lab/images`) inside the container.
 pub const CT_IMAGES: &str = "/opt/virt-systemd/images";
 /// The guest kernel and the default tiny initramfs inside the container.
@@ -423,6 +425,15 @@ exec "$0/lab-down.sh" >> "$1" 2>&1"#;
     /// its hooks directory only at start-up). Same mechanism as `hook-install.sh`.
     pub fn install_hook(&self, name: &str, script: &[u8]) {
         self.hook_install(&[name, "-"], script);
+    }
+
+    /// The freshly built virt-systemd hook, linked where the packages put it ([`HOOK_LINK`]),
+    /// then libvirtd restarted (it reads its hooks directory at start-up).
+    pub fn install_virt_systemd_hook(&self) {
+        self.sh(&format!(
+            "mkdir -p /etc/libvirt/hooks/qemu.d && ln -sfn {} {HOOK_LINK} && systemctl restart libvirtd",
+            ct_bin("virt-systemd-hook")
+        ));
     }
 
     /// Remove a hook installed with [`Lab::install_hook`] and restart libvirtd.

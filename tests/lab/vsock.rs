@@ -4,12 +4,11 @@
 //! vhost-device-vsock, which exposes the guest's vsock as "hybrid vsock" UNIX sockets:
 //! `<uds>_PORT` for guest → host, `CONNECT PORT` on `<uds>` for host → guest.
 
-use super::{ct_bin, Lab};
+use super::Lab;
 use std::path::Path;
 use std::process::Output;
 use std::time::{Duration, Instant};
 
-pub const HOOK_LINK: &str = "/etc/libvirt/hooks/qemu.d/50-virt-systemd";
 pub const BACKEND: &str = "/usr/local/bin/vhost-device-vsock";
 pub const GUEST_CID: u32 = 3;
 /// The listener's (and `rewrite`'s) default port.
@@ -35,14 +34,6 @@ pub fn exists(lab: &Lab, path: &str) -> bool {
 pub fn json(lab: &Lab, path: &str) -> serde_json::Value {
     let raw = lab.read_file(path);
     serde_json::from_slice(&raw).unwrap_or_else(|e| panic!("{path}: {e}: {}", text(&raw)))
-}
-
-/// The real hook, so starting a domain writes its state file (enabled, notify_port).
-pub fn install_hook(lab: &Lab) {
-    lab.sh(&format!(
-        "mkdir -p /etc/libvirt/hooks/qemu.d && ln -sfn {} {HOOK_LINK} && systemctl restart libvirtd",
-        ct_bin("virt-systemd-hook")
-    ));
 }
 
 /// Start the backend (host build at `backend`) as unit `unit` serving `vhost` and `uds`
