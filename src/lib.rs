@@ -8,8 +8,8 @@ pub mod doctor;
 pub mod machinectl;
 
 pub use virt_systemd_core::{
-    config, credential, domain, error, fsutil, intent, metadata, render, report, xmltext, xtree,
-    Error, ExitCode, DEFAULT_NOTIFY_PORT, METADATA_ELEMENT, METADATA_NS,
+    config, credential, domain, error, fsutil, intent, metadata, render, report, scope, xmltext,
+    xtree, Error, ExitCode, DEFAULT_NOTIFY_PORT, METADATA_ELEMENT, METADATA_NS,
 };
 pub use virt_systemd_hook::{dbus_wire, hook, logging, machined, observe, state};
 

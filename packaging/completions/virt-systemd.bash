@@ -209,7 +209,7 @@ _virt__systemd() {
             return 0
             ;;
         virt__subcmd__systemd__subcmd__enable)
-            opts="-n -c -r -h --dry-run --credential --credential-file --secret-credential --remove-credential --hostname --ssh-key --machine-id --no-machine-id --kernel-cmdline --vsock --no-vsock --notify --no-notify --notify-port --force --connect --config --readonly --help"
+            opts="-n -c -r -h --dry-run --credential --credential-file --secret-credential --remove-credential --hostname --ssh-key --machine-id --no-machine-id --kernel-cmdline --vsock --no-vsock --vhost-user-vsock --notify --no-notify --notify-port --force --connect --config --readonly --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -240,6 +240,10 @@ _virt__systemd() {
                     return 0
                     ;;
                 --kernel-cmdline)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --vhost-user-vsock)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -527,7 +531,7 @@ _virt__systemd() {
             return 0
             ;;
         virt__subcmd__systemd__subcmd__rewrite)
-            opts="-o -i -c -r -h --output --in-place --strip --credential --credential-file --secret-credential --remove-credential --hostname --ssh-key --machine-id --no-machine-id --kernel-cmdline --vsock --no-vsock --notify --no-notify --notify-port --force --connect --config --readonly --help"
+            opts="-o -i -c -r -h --output --in-place --strip --credential --credential-file --secret-credential --remove-credential --hostname --ssh-key --machine-id --no-machine-id --kernel-cmdline --vsock --no-vsock --vhost-user-vsock --notify --no-notify --notify-port --force --connect --config --readonly --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -566,6 +570,10 @@ _virt__systemd() {
                     return 0
                     ;;
                 --kernel-cmdline)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --vhost-user-vsock)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

@@ -50,6 +50,7 @@ complete -c virt-systemd -n "__fish_virt_systemd_using_subcommand rewrite" -l re
 complete -c virt-systemd -n "__fish_virt_systemd_using_subcommand rewrite" -l hostname -d 'Guest hostname (credential system.hostname)' -r
 complete -c virt-systemd -n "__fish_virt_systemd_using_subcommand rewrite" -l ssh-key -d 'SSH public key, or a file of them, for root (credential ssh.authorized_keys.root; repeatable)' -r
 complete -c virt-systemd -n "__fish_virt_systemd_using_subcommand rewrite" -l kernel-cmdline -d 'Extra kernel command line arguments (repeatable)' -r
+complete -c virt-systemd -n "__fish_virt_systemd_using_subcommand rewrite" -l vhost-user-vsock -d 'Make the vsock device QEMU\'s vhost-user-vsock-pci, served by a user-space backend (vhost-device-vsock) at this vhost-user socket, for hosts or users without /dev/vhost-vsock' -r
 complete -c virt-systemd -n "__fish_virt_systemd_using_subcommand rewrite" -l notify-port -d 'vsock port of the host\'s readiness listener [default: 8742]' -r
 complete -c virt-systemd -n "__fish_virt_systemd_using_subcommand rewrite" -s c -l connect -d 'libvirt connection URI (like virsh -c)' -r
 complete -c virt-systemd -n "__fish_virt_systemd_using_subcommand rewrite" -l config -d 'Host configuration file [default: /etc/virt-systemd/config.toml when present]' -r -F
@@ -76,6 +77,7 @@ complete -c virt-systemd -n "__fish_virt_systemd_using_subcommand enable" -l rem
 complete -c virt-systemd -n "__fish_virt_systemd_using_subcommand enable" -l hostname -d 'Guest hostname (credential system.hostname)' -r
 complete -c virt-systemd -n "__fish_virt_systemd_using_subcommand enable" -l ssh-key -d 'SSH public key, or a file of them, for root (credential ssh.authorized_keys.root; repeatable)' -r
 complete -c virt-systemd -n "__fish_virt_systemd_using_subcommand enable" -l kernel-cmdline -d 'Extra kernel command line arguments (repeatable)' -r
+complete -c virt-systemd -n "__fish_virt_systemd_using_subcommand enable" -l vhost-user-vsock -d 'Make the vsock device QEMU\'s vhost-user-vsock-pci, served by a user-space backend (vhost-device-vsock) at this vhost-user socket, for hosts or users without /dev/vhost-vsock' -r
 complete -c virt-systemd -n "__fish_virt_systemd_using_subcommand enable" -l notify-port -d 'vsock port of the host\'s readiness listener [default: 8742]' -r
 complete -c virt-systemd -n "__fish_virt_systemd_using_subcommand enable" -s c -l connect -d 'libvirt connection URI (like virsh -c)' -r
 complete -c virt-systemd -n "__fish_virt_systemd_using_subcommand enable" -l config -d 'Host configuration file [default: /etc/virt-systemd/config.toml when present]' -r -F

@@ -262,6 +262,11 @@ pub struct RewriteFlags {
     /// Do not add a vsock device (and remove one virt-systemd added)
     #[arg(long, overrides_with = "vsock")]
     pub no_vsock: bool,
+    /// Make the vsock device QEMU's vhost-user-vsock-pci, served by a user-space backend
+    /// (vhost-device-vsock) at this vhost-user socket, for hosts or users without
+    /// /dev/vhost-vsock
+    #[arg(long, value_name = "SOCKET", conflicts_with = "no_vsock")]
+    pub vhost_user_vsock: Option<String>,
     /// Tell the guest's systemd where to report readiness (vmm.notify_socket) [default]
     #[arg(long, overrides_with = "no_notify")]
     pub notify: bool,

@@ -186,9 +186,15 @@ pub fn keep(p: &Place) -> Keep {
     let plain = p.namespace.is_none();
     match (p.depth, p.parent, p.name) {
         (1, ..) => Keep::Select,
-        (2, _, "name" | "uuid" | "os" | "sysinfo") if plain => Keep::All,
+        (2, _, "name" | "uuid" | "os" | "sysinfo" | "memoryBacking") if plain => Keep::All,
+        (2, _, "commandline") if p.namespace == Some(crate::render::vhost_user::QEMU_NS) => {
+            Keep::All
+        }
         (2, _, "devices" | "metadata") if plain => Keep::Select,
         (3, "devices", "vsock" | "interface") if plain => Keep::All,
+        // Devices' PCI addresses: where the vhost-user vsock device may go.
+        (3, "devices", _) if plain => Keep::Select,
+        (4, _, "address") if plain => Keep::All,
         (3, "metadata", _) if p.namespace == Some(crate::METADATA_NS) => Keep::All,
         _ => Keep::Nothing,
     }

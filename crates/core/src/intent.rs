@@ -18,6 +18,9 @@ pub struct Request {
     pub machine_id: Option<bool>,
     pub kernel_cmdline: Vec<String>,
     pub vsock: Option<bool>,
+    /// The vsock device is QEMU's vhost-user-vsock-pci served by a user-space backend at
+    /// this vhost-user socket (no /dev/vhost-vsock needed).
+    pub vhost_user_vsock: Option<String>,
     pub notify: Option<bool>,
     pub notify_port: Option<u32>,
     pub force: bool,
@@ -34,6 +37,8 @@ pub struct Intent {
     pub machine_id: bool,
     pub notify: Option<u32>,
     pub vsock: bool,
+    /// vsock through a user-space vhost-user backend at this socket (with `vsock`).
+    pub vhost_user_vsock: Option<String>,
     pub kernel_cmdline: Option<String>,
     /// Recorded credentials now set by --machine-id/--notify instead (for a note).
     pub replaced_by_derived: Vec<String>,
@@ -115,6 +120,20 @@ pub fn resolve(
         .vsock
         .or(record.map(|r| r.vsock))
         .unwrap_or(defaults.vsock);
+    it.vhost_user_vsock = if it.vsock {
+        req.vhost_user_vsock
+            .clone()
+            .or(record.and_then(|r| r.vhost_user_vsock.clone()))
+    } else {
+        None
+    };
+    if let Some(p) = &it.vhost_user_vsock {
+        if !p.starts_with('/') || p.chars().any(|c| c.is_control()) {
+            return Err(Error::invalid(format!(
+                "vhost-user vsock socket {p:?} must be an absolute path without control characters"
+            )));
+        }
+    }
     it.kernel_cmdline = if !req.kernel_cmdline.is_empty() {
         Some(req.kernel_cmdline.join(" "))
     } else if let Some(r) = record {

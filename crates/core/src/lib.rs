@@ -13,6 +13,7 @@ pub mod metadata;
 pub mod notify;
 pub mod render;
 pub mod report;
+pub mod scope;
 pub mod xmltext;
 pub mod xtree;
 

@@ -43,6 +43,8 @@ pub const CREATED_TOKENS: &[&str] = &[
     "fwcfg",
     "smbios",
     "devices",
+    "memoryBacking",
+    "qemu:commandline",
 ];
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
@@ -55,6 +57,9 @@ pub struct Record {
     pub vsock: bool,
     /// The vsock device is ours (we added it).
     pub vsock_added: bool,
+    /// The vsock device is a vhost-user one (in `<qemu:commandline>`, ours) served by a
+    /// user-space backend at this socket.
+    pub vhost_user_vsock: Option<String>,
     pub kernel_cmdline: Option<KernelCmdline>,
     /// Elements we created (tokens from `CREATED_TOKENS`).
     pub created: Vec<String>,
@@ -97,7 +102,15 @@ impl Record {
         }
         if self.vsock {
             let added = if self.vsock_added { "yes" } else { "no" };
-            s += &format!("{inner}<vsd:vsock added={q}{added}{q}/>");
+            match &self.vhost_user_vsock {
+                Some(sock) => {
+                    s += &format!(
+                        "{inner}<vsd:vsock added={q}{added}{q} vhost-user={q}{}{q}/>",
+                        a(sock)
+                    )
+                }
+                None => s += &format!("{inner}<vsd:vsock added={q}{added}{q}/>"),
+            }
         }
         if let Some(k) = &self.kernel_cmdline {
             let mode = match k.mode {
@@ -187,6 +200,7 @@ pub fn read(d: &DomainXml) -> Result<Option<Record>> {
             "vsock" => {
                 r.vsock = true;
                 r.vsock_added = n.attribute("added") == Some("yes");
+                r.vhost_user_vsock = n.attribute("vhost-user").map(str::to_string);
             }
             "kernel-cmdline" => {
                 let mode = match n.attribute("mode") {

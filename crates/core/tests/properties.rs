@@ -350,6 +350,33 @@ proptest! {
     }
 
     #[test]
+    fn vhost_user_vsock_laws(l in layout(), a in ask()) {
+        // The user-space backend's device lives in a <qemu:commandline> of ours: a domain
+        // with its own is refused (unit tests), so these layouts have none.
+        prop_assume!(l.devices != 3);
+        let input = build(&l).replace("<qemu:commandline><qemu:arg value='-S'/></qemu:commandline>", "");
+        let mut req = request(&a);
+        req.vsock = Some(true);
+        req.vhost_user_vsock = Some("/run/user/1000/virt-systemd/vsock/a,b/vhost.sock".into());
+        let out = rewrite(&input, &req);
+        let d = DomainXml::parse(&out).expect("output parses");
+        prop_assert_eq!(&rewrite(&out, &req), &out);
+        prop_assert_eq!(&rewrite(&out, &Request::default()), &out);
+        prop_assert_eq!(&render::strip(&out, Mode::Full).unwrap().text, &input);
+        prop_assert!(d.facts().vsock.is_none(), "no kernel vsock device");
+        prop_assert!(out.contains("socket,id=vsdvsock,path=/run/user/1000/virt-systemd/vsock/a,,b/vhost.sock"));
+        prop_assert!(out.contains("vhost-user-vsock-pci,chardev=vsdvsock,bus=pcie.0,addr=0x10"));
+        let mb = d.top("memoryBacking").expect("memoryBacking");
+        prop_assert!(mb.children().any(|c| c.attribute("type") == Some("memfd")));
+        prop_assert!(mb.children().any(|c| c.attribute("mode") == Some("shared")));
+        prop_assert!(out.contains("vhost-user="));
+        // Turned off again: nothing of the backend's is left, and strip still restores.
+        let off = rewrite(&out, &Request { vsock: Some(false), ..Request::default() });
+        prop_assert!(!off.contains("vhost-user") && !off.contains("memoryBacking"), "{}", off);
+        prop_assert_eq!(&render::strip(&off, Mode::Full).unwrap().text, &input);
+    }
+
+    #[test]
     fn changing_intent_then_stripping_restores(l in layout(), a in ask(), b in ask()) {
         // A second rewrite with different wishes, then strip: still the original bytes.
         let input = build(&l);

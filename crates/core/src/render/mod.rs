@@ -7,6 +7,7 @@
 pub mod layout;
 pub mod splice;
 pub mod strip;
+pub mod vhost_user;
 
 use crate::config::RewriteDefaults;
 use crate::credential::{self, classify, Credential, Kind, Oem, Value};
@@ -506,7 +507,9 @@ fn render(
         }
     }
 
-    if it.vsock {
+    if let (true, Some(sock)) = (it.vsock, &it.vhost_user_vsock) {
+        vhost_user::render(d, &st, sock, &mut edits, &mut rec)?;
+    } else if it.vsock {
         match d.top("devices") {
             Some(dev) if child(dev, "vsock").is_some() => {}
             Some(dev) => {

@@ -87,6 +87,7 @@ pub fn strip(d: &DomainXml, r: &Record, mode: Mode) -> Stripped {
             removed.push(v.id());
         }
     }
+    removed.extend(super::vhost_user::owned(d, r).iter().map(|n| n.id()));
     let os = d.top("os");
     if let Some(sm) = os.and_then(|o| child(o, "smbios")) {
         if r.created("smbios") {
