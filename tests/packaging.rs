@@ -494,6 +494,7 @@ fn rpm_expand(s: &str) -> String {
         ("%{_sysconfdir}", "/etc"),
         ("%{_unitdir}", "/usr/lib/systemd/system"),
         ("%{_presetdir}", "/usr/lib/systemd/system-preset"),
+        ("%{_userunitdir}", "/usr/lib/systemd/user"),
         ("%{_tmpfilesdir}", "/usr/lib/tmpfiles.d"),
         ("%{_mandir}", "/usr/share/man"),
         ("%{_docdir}", "/usr/share/doc"),

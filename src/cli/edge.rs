@@ -7,6 +7,7 @@ use super::{hook_install, Cli, Command};
 use crate::config::{self, Config};
 use crate::doctor::HostPaths;
 use crate::error::{Error, Result};
+use crate::scope::Scope;
 use std::io::Write;
 use std::path::PathBuf;
 
@@ -45,11 +46,41 @@ pub fn libvirt_helper() -> PathBuf {
     PathBuf::from(LIBEXEC_DIR).join(LIBVIRT_HELPER)
 }
 
+/// Whose domains this invocation works on (`-c`, `LIBVIRT_DEFAULT_URI`, who runs it).
+pub fn scope(cli: &Cli) -> Scope {
+    // SAFETY: geteuid cannot fail.
+    let euid = unsafe { libc::geteuid() };
+    let env = std::env::var("LIBVIRT_DEFAULT_URI").ok();
+    Scope::of(
+        cli.connect.as_deref(),
+        euid,
+        env.as_deref().filter(|u| !u.is_empty()),
+    )
+}
+
+/// A session user's own config: `$XDG_CONFIG_HOME/virt-systemd/config.toml`
+/// (`~/.config/…`).
+pub fn user_config_path() -> Option<PathBuf> {
+    let base = std::env::var_os("XDG_CONFIG_HOME")
+        .map(PathBuf::from)
+        .filter(|p| p.is_absolute())
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".config")))?;
+    Some(base.join("virt-systemd/config.toml"))
+}
+
+/// The config (`--config`; for session domains the user's own file when there is one, else
+/// the host's), pointed at the scope's state.
 pub fn load_config(cli: &Cli) -> Result<Config> {
-    match &cli.config {
-        Some(p) => Config::load(p, true),
-        None => Config::load(config::DEFAULT_PATH.as_ref(), false),
-    }
+    let scope = scope(cli);
+    let mut cfg = match &cli.config {
+        Some(p) => Config::load(p, true)?,
+        None => match (&scope, user_config_path()) {
+            (Scope::Session { .. }, Some(p)) if p.exists() => Config::load(&p, true)?,
+            _ => Config::load(config::DEFAULT_PATH.as_ref(), false)?,
+        },
+    };
+    scope.apply(&mut cfg);
+    Ok(cfg)
 }
 
 pub fn out(s: &str) -> Result<()> {
@@ -117,7 +148,7 @@ fn run_local_inner(cli: &Cli, notes: &mut Vec<String>) -> Result<()> {
                 hybrid.push((d.to_string(), PathBuf::from(p)));
             }
             crate::logging::init("virt-systemd-notify");
-            super::notify::listener(&cfg, a.port, &hybrid)
+            super::notify::listener(&cfg, a.port, &hybrid, scope(cli) == Scope::System)
         }
         Command::WaitReady(a) => {
             let code = super::notify::wait_ready(&cfg, &a.domain, a.timeout, a.ssh);
@@ -126,7 +157,7 @@ fn run_local_inner(cli: &Cli, notes: &mut Vec<String>) -> Result<()> {
             }
             Ok(())
         }
-        Command::Ssh(a) => super::notify::ssh(&cfg, &a.domain, &a.args),
+        Command::Ssh(a) => super::notify::ssh(&cfg, &scope(cli), &a.domain, &a.args),
         Command::VsockProxy(a) => {
             let (cid, port) = a.resolve().map_err(Error::invalid)?;
             super::notify::vsock_proxy(cid, a.uds.as_deref(), port)

@@ -5,6 +5,7 @@
 use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::notify::listener::{self, Limits, Shared, VsockListener};
+use crate::scope::Scope;
 use crate::state::{DomainState, Store};
 use std::ffi::OsString;
 use std::io::{Read, Write};
@@ -25,7 +26,14 @@ fn find(store: &Store, domain: &str) -> Option<DomainState> {
 }
 
 /// Run the listener until killed. Uses systemd's sockets when socket-activated.
-pub fn listener(cfg: &Config, port: Option<u32>, extra_hybrid: &[(String, PathBuf)]) -> Result<()> {
+/// `kernel_vsock`: also listen on AF_VSOCK (the host's listener; a session user's serves
+/// only its backends' hybrid sockets, and the host's already holds the port).
+pub fn listener(
+    cfg: &Config,
+    port: Option<u32>,
+    extra_hybrid: &[(String, PathBuf)],
+    kernel_vsock: bool,
+) -> Result<()> {
     let port = port.unwrap_or(cfg.notify_port());
     let limits = Limits {
         idle: Duration::from_millis(cfg.notify.idle_ms),
@@ -68,10 +76,13 @@ pub fn listener(cfg: &Config, port: Option<u32>, extra_hybrid: &[(String, PathBu
         }
     }
     if !activated {
-        vsock.push(
-            VsockListener::bind(port)
-                .map_err(|e| Error::Invalid(format!("cannot listen on vsock port {port}: {e}")))?,
-        );
+        if kernel_vsock {
+            vsock.push(
+                VsockListener::bind(port).map_err(|e| {
+                    Error::Invalid(format!("cannot listen on vsock port {port}: {e}"))
+                })?,
+            );
+        }
         for (d, p) in &hybrid_map {
             let l = listener::bind_hybrid(p).map_err(|e| Error::Write {
                 path: p.clone(),
@@ -278,12 +289,21 @@ pub fn ssh_argv(route: &SshRoute, args: &[OsString]) -> Vec<OsString> {
 }
 
 /// `ssh DOMAIN [-- ARGS]`: exec ssh to the guest over vsock.
-pub fn ssh(cfg: &Config, domain: &str, args: &[OsString]) -> Result<()> {
+pub fn ssh(cfg: &Config, scope: &Scope, domain: &str, args: &[OsString]) -> Result<()> {
     use std::os::unix::process::CommandExt;
     let store = Store::new(&cfg.hook.state_dir);
     let st = find(&store, domain).ok_or_else(|| {
         Error::invalid(format!("{domain} is not running (no state from the hook)"))
     })?;
+    // A session domain on the user unit's backend needs no [notify.hybrid] entry.
+    let mut cfg = cfg.clone();
+    if let Some(dir) = scope.backend_dir(&st.domain) {
+        let uds = crate::scope::backend_uds(&dir);
+        if !cfg.notify.hybrid.contains_key(&st.domain) && uds.exists() {
+            cfg.notify.hybrid.insert(st.domain.clone(), uds);
+        }
+    }
+    let cfg = &cfg;
     let me = std::env::current_exe().map_err(|e| Error::invalid(e.to_string()))?;
     let sd = Path::new("/usr/lib/systemd/systemd-ssh-proxy");
     let route = ssh_route(cfg, &st, &me, sd.exists().then_some(sd))?;

@@ -17,6 +17,7 @@ use virt_systemd::error::{Error, Result};
 use virt_systemd::metadata;
 use virt_systemd::render::{self, strip::Mode};
 use virt_systemd::report::report;
+use virt_systemd::scope::{self, Scope};
 
 /// What happened, for messages and tests.
 #[derive(Debug, PartialEq, Eq)]
@@ -40,6 +41,11 @@ fn persistent(dom: &Dom) -> Result<()> {
     }
 }
 
+fn euid() -> u32 {
+    // SAFETY: geteuid cannot fail.
+    unsafe { libc::geteuid() }
+}
+
 pub fn enable(
     lv: &Libvirt,
     a: &EnableArgs,
@@ -51,20 +57,40 @@ pub fn enable(
     let dom = lv.domain(&a.domain)?;
     persistent(&dom)?;
     let before = dom.inactive_xml(!a.dry_run)?;
-    let vsock_explicit = a.flags.vsock || a.flags.no_vsock;
+    let vsock_explicit = a.flags.vsock || a.flags.no_vsock || a.flags.vhost_user_vsock.is_some();
     if !vsock_explicit && lv.is_local() {
-        // Only when this run would add a device: a domain's own device, or a record that
-        // already says "no vsock", needs no warning.
+        // Only when this run would add a device: a domain's own device, a record that
+        // already says "no vsock" or names a user-space backend, needs no warning.
         let d = DomainXml::parse(&before)?;
-        let wanted = metadata::read(&d)?.map_or(cfg.rewrite.vsock, |r| r.vsock);
-        if wanted && d.facts().vsock.is_none() {
+        let rec = metadata::read(&d)?;
+        let wanted = rec.as_ref().map_or(cfg.rewrite.vsock, |r| r.vsock);
+        let on_backend = rec.as_ref().is_some_and(|r| r.vhost_user_vsock.is_some());
+        if wanted && !on_backend && d.facts().vsock.is_none() {
             if let Err(e) = gather_vhost_vsock(&paths.vhost_vsock) {
-                req.vsock = Some(false);
-                notes.push(format!(
-                    "this host cannot open {} ({e}): leaving the vsock device out, since it \
-                     would keep the domain from starting here; pass --vsock to add it anyway",
-                    paths.vhost_vsock.display()
-                ));
+                let dev = paths.vhost_vsock.display();
+                match Scope::of(Some(lv.uri()), euid(), None).backend_dir(&dom.name) {
+                    // A session user: the user-space backend, run by the user's manager.
+                    Some(dir) => {
+                        let sock = scope::backend_vhost_socket(&dir);
+                        req.vhost_user_vsock = Some(sock.to_string_lossy().into_owned());
+                        notes.push(format!(
+                            "you cannot open {dev} ({e}): the vsock device is QEMU's \
+                             vhost-user-vsock-pci on a user-space backend at {}; before \
+                             starting the domain run `systemctl --user enable --now \
+                             virt-systemd-vsock@{}.service` (needs vhost-device-vsock)",
+                            sock.display(),
+                            scope::unit_escape(&dom.name)
+                        ));
+                    }
+                    None => {
+                        req.vsock = Some(false);
+                        notes.push(format!(
+                            "this host cannot open {dev} ({e}): leaving the vsock device out, \
+                             since it would keep the domain from starting here; pass --vsock \
+                             to add it anyway"
+                        ));
+                    }
+                }
             }
         }
     }

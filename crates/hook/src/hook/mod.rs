@@ -97,7 +97,8 @@ pub fn run(argv: &[String], stdin: &[u8], cfg: &Config, paths: &Paths) -> i32 {
         return 0;
     };
     if session && op != "prepare" {
-        session::run(op, &facts, uuid, cfg, paths);
+        let record = crate::metadata::read(&xml).ok().flatten();
+        session::run(op, &facts, record.as_ref(), uuid, cfg, paths);
         return 0;
     }
     let store = Store::new(&cfg.hook.state_dir);

@@ -14,6 +14,7 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 use tracing::{info, warn};
 use virt_systemd_core::domain::Facts;
+use virt_systemd_core::metadata::Record;
 
 /// Where a session user's things are.
 pub struct UserRuntime {
@@ -45,20 +46,41 @@ impl UserRuntime {
 }
 
 /// One session hook event after the domain XML was read.
-pub fn run(op: &str, facts: &Facts, uuid: uuid::Uuid, cfg: &Config, paths: &Paths) {
+pub fn run(
+    op: &str,
+    facts: &Facts,
+    record: Option<&Record>,
+    uuid: uuid::Uuid,
+    cfg: &Config,
+    paths: &Paths,
+) {
     let rt = UserRuntime::of(paths);
     let store = Store::new(&rt.state_dir());
     let deadline = Instant::now() + Duration::from_millis(cfg.machined.timeout_ms.max(1));
     match op {
-        "started" | "reconnect" => register(op, facts, uuid, &rt, &store, paths, deadline),
+        // A new boot: readiness from the previous one no longer holds.
+        "start" => {
+            let _ = store.clear_readiness(&uuid.hyphenated().to_string());
+        }
+        "started" | "reconnect" => register(op, facts, record, uuid, &rt, &store, paths, deadline),
         "stopped" | "release" => unregister(op, facts, uuid, &rt, &store, deadline),
         _ => {}
     }
 }
 
+/// The hybrid-vsock socket of a domain on the user unit's backend
+/// (`virt-systemd-vsock@.service`: `vhost.sock` and `vm.vsock` side by side), for
+/// systemd's `vsock-mux/PATH` SSH address.
+fn backend_uds(record: Option<&Record>) -> Option<PathBuf> {
+    let sock = PathBuf::from(record?.vhost_user_vsock.as_deref()?);
+    (sock.file_name()? == "vhost.sock").then(|| sock.with_file_name("vm.vsock"))
+}
+
+#[allow(clippy::too_many_arguments)]
 fn register(
     op: &str,
     facts: &Facts,
+    record: Option<&Record>,
     uuid: uuid::Uuid,
     rt: &UserRuntime,
     store: &Store,
@@ -95,12 +117,21 @@ fn register(
         allocate_unit: true,
         ..vl::Register::vm(&machine, hex.clone(), leader, pidfd.as_ref(), cid)
     };
+    let reg = match backend_uds(record) {
+        Some(uds) => vl::Register {
+            ssh_address: Some(format!("vsock-mux{}", uds.display())),
+            ..reg
+        },
+        None => reg,
+    };
     let mut st = DomainState {
         domain: name.clone(),
         uuid: uuid.hyphenated().to_string(),
         machine: Some(machine.clone()),
         leader: Some(leader),
         vsock_cid: cid,
+        enabled: record.is_some(),
+        notify_port: record.and_then(|r| r.notify),
         ..Default::default()
     };
     match vl::register(&socket, &reg, deadline) {
