@@ -6,8 +6,8 @@
 #[path = "lab/mod.rs"]
 mod lab;
 
-use lab::vsock::exists;
-use lab::{Domain, Lab, Options, NEWEST_SUITE};
+use lab::vsock::{exists, show, text};
+use lab::{ct_bin, Domain, Lab, Options, CT_BOOT, CT_LAB, NEWEST_SUITE};
 use std::time::Duration;
 
 const USER: &str = "vsdsess";
@@ -52,6 +52,8 @@ fn user_machine(lab: &Lab, name: &str) -> Option<std::collections::HashMap<Strin
 
 #[test]
 fn session_domain_in_the_users_machined() {
+    // Built on the host before the lab is up (cached after the first build).
+    let backend = lab::vhost_device_vsock();
     let Some(lab) = Lab::up_with(Options::new(NEWEST_SUITE).by_default()) else {
         return;
     };
@@ -167,6 +169,208 @@ fn session_domain_in_the_users_machined() {
     lab.wait_for("the machine to go", LONG, || {
         user_machine(&lab, NAME).is_none().then_some(())
     });
+
+    // kill -9 of QEMU: the machine and the state go with it.
+    lab.sh(&as_user(&format!(
+        "virsh -c qemu:///session -q start {NAME}"
+    )));
+    lab.wait_for("the machine again", LONG, || user_machine(&lab, NAME));
+    let pid = lab
+        .run(&["cat", &format!("{}/libvirt/qemu/run/{NAME}.pid", runtime())])
+        .trim()
+        .to_string();
+    lab.sh(&format!("kill -9 {pid}"));
+    lab.wait_for("the machine to go after kill -9", LONG, || {
+        user_machine(&lab, NAME).is_none().then_some(())
+    });
+    lab.wait_for("the state to go after kill -9", LONG, || {
+        (!exists(&lab, &state)).then_some(())
+    });
+
+    user_space_vsock(&lab, &backend);
+
     let w = lab.hook_warnings(&since);
     assert!(w.trim().is_empty(), "hook warnings:\n{w}");
+    // The user's manager goes before the container powers off (else the power-off waits).
+    lab.sh(&format!(
+        "loginctl disable-linger {USER}; systemctl stop user@{UID}.service || true"
+    ));
+}
+
+const VNAME: &str = "sessvsock";
+const VUUID: &str = "5e5e5e5e-2222-4222-8333-555555555555";
+/// The guest's STATUS= (guest/vsock-init.sh).
+const STATUS: &str = "vsd-vsock guest up, echo service on vsock port 7000";
+
+/// A session user without /dev/vhost-vsock: `enable` sets the domain up for the user unit's
+/// backend and says what to run; a start before that fails and leaves nothing; after it,
+/// the guest's READY=1 reaches the user's `wait-ready` and `vsock-proxy` reaches a guest
+/// port, all as the user.
+fn user_space_vsock(lab: &Lab, backend: &std::path::Path) {
+    let bin = ct_bin("virt-systemd");
+    let dir = format!("{}/virt-systemd/vsock/{VNAME}", runtime());
+    let serial = format!("/home/{USER}/{VNAME}-serial.log");
+    // The packaged user units, pointing at the binaries under test.
+    lab.copy_in(backend, "/usr/bin/vhost-device-vsock", "755");
+    let units = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("packaging/systemd/user");
+    for u in [
+        "virt-systemd-vsock@.service",
+        "virt-systemd-notify@.socket",
+        "virt-systemd-notify@.service",
+    ] {
+        let text = std::fs::read_to_string(units.join(u))
+            .unwrap()
+            .replace("/usr/bin/virt-systemd ", &format!("{bin} "));
+        lab.write_file(&format!("/etc/systemd/user/{u}"), text.as_bytes(), "644");
+    }
+    lab.sh(&as_user("systemctl --user daemon-reload"));
+    lab.run(&[
+        &format!("{CT_LAB}/guest/vsock-initrd.sh"),
+        &format!("{CT_BOOT}/vsock-initrd.img"),
+    ]);
+    let xml = Domain {
+        name: VNAME,
+        uuid: VUUID,
+        memory_mib: 256,
+        vcpus: 1,
+        initrd: "vsock-initrd.img",
+        cmdline: "console=ttyS0 panic=-1 loglevel=4",
+        serial: &serial,
+        vhost: None,
+    }
+    .xml();
+    lab.write_file(&format!("/home/{USER}/{VNAME}.xml"), xml.as_bytes(), "644");
+    lab.sh(&as_user(&format!(
+        "virsh -c qemu:///session -q define /home/{USER}/{VNAME}.xml"
+    )));
+
+    let en = lab.exec(&[
+        "sh",
+        "-c",
+        &as_user(&format!("{bin} -c qemu:///session enable {VNAME}")),
+    ]);
+    let said = text(&en.stderr);
+    assert!(en.status.success(), "enable: {}", show(&en));
+    assert!(
+        said.contains(&format!(
+            "systemctl --user enable --now virt-systemd-vsock@{VNAME}.service"
+        )),
+        "enable must say what to run: {said}"
+    );
+    let live = lab.sh(&as_user(&format!(
+        "virsh -c qemu:///session dumpxml --inactive {VNAME}"
+    )));
+    assert!(
+        live.contains(&format!("socket,id=vsdvsock,path={dir}/vhost.sock"))
+            && live.contains("vhost-user-vsock-pci")
+            && !live.contains("<vsock"),
+        "{live}"
+    );
+
+    // Started before the backend runs: QEMU cannot connect, the start fails, nothing stays.
+    let failed = lab.exec(&[
+        "sh",
+        "-c",
+        &as_user(&format!("virsh -c qemu:///session start {VNAME}")),
+    ]);
+    assert!(
+        !failed.status.success(),
+        "started without its backend: {}",
+        show(&failed)
+    );
+    let vstate = format!("{}/virt-systemd/domains/{VUUID}.json", runtime());
+    assert!(
+        user_machine(lab, VNAME).is_none(),
+        "a failed start left a machine"
+    );
+    assert!(!exists(lab, &vstate), "a failed start left state");
+
+    // What enable said to run.
+    lab.sh(&as_user(&format!(
+        "systemctl --user enable --now virt-systemd-vsock@{VNAME}.service"
+    )));
+    lab.wait_for("the backend's vhost-user socket", LONG, || {
+        exists(lab, &format!("{dir}/vhost.sock")).then_some(())
+    });
+    lab.sh(&as_user(&format!(
+        "virsh -c qemu:///session -q start {VNAME}"
+    )));
+    let m = lab.wait_for("the vsock domain's machine", LONG, || {
+        user_machine(lab, VNAME)
+    });
+    assert_eq!(m["Class"], "vm", "{m:?}");
+    let ssh_address = lab.sh(&as_user(&format!(
+        "busctl --user get-property org.freedesktop.machine1 /org/freedesktop/machine1/machine/{VNAME} \
+         org.freedesktop.machine1.Machine SSHAddress 2>&1 || true"
+    )));
+    assert!(
+        ssh_address.contains(&format!("vsock-mux{dir}/vm.vsock")),
+        "SSH address: {ssh_address}"
+    );
+
+    let wait = lab.exec(&[
+        "sh",
+        "-c",
+        &as_user(&format!(
+            "{bin} -c qemu:///session wait-ready {VNAME} --timeout 300"
+        )),
+    ]);
+    let diag = || {
+        lab.sh(&format!(
+            "tail -c 4000 {serial}; journalctl -q --no-pager -n 40 _UID={UID} || true"
+        ))
+    };
+    assert!(
+        wait.status.success(),
+        "wait-ready: {}\n{}",
+        show(&wait),
+        diag()
+    );
+    assert_eq!(text(&wait.stdout).trim(), STATUS);
+    let readiness = format!("{}/virt-systemd/domains/{VUUID}.notify.json", runtime());
+    assert!(
+        exists(lab, &readiness),
+        "readiness not in the user's runtime directory"
+    );
+    assert!(
+        !exists(
+            lab,
+            &format!("/run/virt-systemd/domains/{VUUID}.notify.json")
+        ),
+        "readiness in root's directory"
+    );
+    let status = lab.sh(&as_user(&format!(
+        "{bin} -c qemu:///session status --json {VNAME}"
+    )));
+    assert!(status.contains("\"ready\": true"), "status: {status}");
+
+    // Host → guest port 7000 (the guest's echo service) through the user's backend.
+    let proxy = lab.exec(&[
+        "sh",
+        "-c",
+        &as_user(&format!(
+            "sh -c 'out=$(mktemp) && \
+             (echo ping-from-user; i=0; \
+              while ! grep -q VSDVSOCK-ECHO \"$out\" && [ $i -lt 1200 ]; do sleep 0.1; i=$((i+1)); done) \
+             | timeout 120 {bin} vsock-proxy --uds {dir}/vm.vsock 7000 > \"$out\"; \
+             rc=$?; cat \"$out\"; rm -f \"$out\"; exit $rc'"
+        )),
+    ]);
+    let got = text(&proxy.stdout);
+    assert!(
+        proxy.status.success() && got.contains("VSDVSOCK-ECHO ping-from-user"),
+        "vsock-proxy as the user: {}\n{}",
+        show(&proxy),
+        diag()
+    );
+
+    lab.sh(&as_user(&format!(
+        "virsh -c qemu:///session -q destroy {VNAME}"
+    )));
+    lab.wait_for("the vsock machine to go", LONG, || {
+        user_machine(lab, VNAME).is_none().then_some(())
+    });
+    lab.wait_for("its state to go", LONG, || {
+        (!exists(lab, &vstate)).then_some(())
+    });
 }

@@ -25,6 +25,9 @@ pub struct Rendered {
     pub credentials: Vec<RenderedCredential>,
     pub smbios_mode: Option<String>,
     pub vsock: Option<VsockFacts>,
+    /// The vhost-user socket of our vhost-user-vsock-pci device (user-space backend).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub vhost_user_vsock: Option<String>,
     pub kernel_cmdline: Option<String>,
     /// `io.systemd.` OEM strings virt-systemd does not manage (labels only).
     pub unmanaged: Vec<String>,
@@ -49,6 +52,7 @@ pub fn report(d: &DomainXml) -> crate::error::Result<Report> {
             .and_then(|s| s.attribute("mode"))
             .map(str::to_string),
         vsock: facts.vsock.clone(),
+        vhost_user_vsock: crate::render::vhost_user::rendered_socket(d),
         kernel_cmdline: d
             .top("os")
             .and_then(|o| child(o, "cmdline"))
@@ -160,8 +164,23 @@ pub fn drift(d: &DomainXml, facts: &crate::domain::Facts, r: &Record) -> Vec<Str
             None => out.push("readiness socket credential missing".into()),
         }
     }
-    if r.vsock && facts.vsock.is_none() {
-        out.push("vsock device missing".into());
+    match (&r.vhost_user_vsock, r.vsock) {
+        (Some(sock), true) => {
+            use crate::render::vhost_user;
+            match vhost_user::rendered_socket(d) {
+                Some(p) if p == *sock => {}
+                Some(_) => out.push("vhost-user vsock device points at another socket".into()),
+                None => out.push("vhost-user vsock device missing (<qemu:commandline>)".into()),
+            }
+            if !vhost_user::shared_memory(d) {
+                out.push(
+                    "shared memfd <memoryBacking> missing: the vhost-user vsock device needs it"
+                        .into(),
+                );
+            }
+        }
+        (None, true) if facts.vsock.is_none() => out.push("vsock device missing".into()),
+        _ => {}
     }
     let has_oem = oem_entries(d)
         .iter()

@@ -364,6 +364,9 @@ proptest! {
         prop_assert_eq!(&rewrite(&out, &Request::default()), &out);
         prop_assert_eq!(&render::strip(&out, Mode::Full).unwrap().text, &input);
         prop_assert!(d.facts().vsock.is_none(), "no kernel vsock device");
+        let rep = report::report(&d).unwrap();
+        prop_assert!(rep.drift.is_empty(), "drift: {:?}", rep.drift);
+        prop_assert_eq!(rep.rendered.vhost_user_vsock.as_deref(), Some("/run/user/1000/virt-systemd/vsock/a,b/vhost.sock"));
         prop_assert!(out.contains("socket,id=vsdvsock,path=/run/user/1000/virt-systemd/vsock/a,,b/vhost.sock"));
         prop_assert!(out.contains("vhost-user-vsock-pci,chardev=vsdvsock,bus=pcie.0,addr=0x10"));
         let mb = d.top("memoryBacking").expect("memoryBacking");

@@ -29,6 +29,24 @@ pub fn qemu_commandline<'a, 'i>(d: &'a DomainXml<'i>) -> Option<Node<'a, 'i>> {
     })
 }
 
+/// The socket our device in `<qemu:commandline>` connects to, if it is there.
+pub fn rendered_socket(d: &DomainXml) -> Option<String> {
+    let prefix = format!("socket,id={CHARDEV_ID},path=");
+    qemu_commandline(d)?.children().find_map(|a| {
+        a.attribute("value")?
+            .strip_prefix(&prefix)
+            .map(|p| p.replace(",,", ","))
+    })
+}
+
+/// Is guest memory a shared memfd (what vhost-user needs)?
+pub fn shared_memory(d: &DomainXml) -> bool {
+    d.top("memoryBacking").is_some_and(|mb| {
+        child(mb, "source").and_then(|s| s.attribute("type")) == Some("memfd")
+            && child(mb, "access").and_then(|a| a.attribute("mode")) == Some("shared")
+    })
+}
+
 /// QEMU's option syntax doubles commas inside a value.
 fn qemu_value(s: &str) -> String {
     s.replace(',', ",,")
@@ -112,9 +130,7 @@ pub fn render(
     }
     match d.top("memoryBacking") {
         Some(mb) => {
-            let memfd = child(mb, "source").and_then(|s| s.attribute("type")) == Some("memfd");
-            let shared = child(mb, "access").and_then(|a| a.attribute("mode")) == Some("shared");
-            if !(memfd && shared) {
+            if !shared_memory(d) {
                 return Err(Error::invalid(
                     "the domain's <memoryBacking> lacks <source type='memfd'/> and <access \
                      mode='shared'/>, which a vhost-user vsock device needs: add them, then \
