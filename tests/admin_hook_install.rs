@@ -142,8 +142,47 @@ fn unprivileged_user_gets_permission_denied() {
     }
     assert_eq!(o.status.code(), Some(12), "{err}");
     assert!(
-        err.starts_with("virt-systemd: error: ") && err.contains("permission denied"),
+        err.starts_with("virt-systemd: error: ")
+            && err.contains("is not installed")
+            && err.contains("session daemons")
+            && err.contains("only root may change it"),
         "{err}"
     );
     assert!(!hooks.join("qemu.d").exists());
+
+    // Installed by root: a user is told it serves their session domains, and changes nothing.
+    let root = Command::new(BIN)
+        .args(["--config", "/dev/null", "hook-install", "--hook", hook()])
+        .env("VIRT_SYSTEMD_HOOKS_DIR", &hooks)
+        .output()
+        .unwrap();
+    assert!(root.status.success(), "{:?}", text(&root));
+    assert!(
+        text(&root).0.contains("session daemons"),
+        "{:?}",
+        text(&root)
+    );
+    let link = hooks.join("qemu.d/50-virt-systemd");
+    let before = std::fs::read_link(&link).unwrap();
+    for args in [&["hook-install"][..], &["hook-install", "--uninstall"][..]] {
+        let o = Command::new("setpriv")
+            .args(["--reuid=65534", "--regid=65534", "--clear-groups", BIN])
+            .args(["--config", "/dev/null"])
+            .args(args)
+            .env("VIRT_SYSTEMD_HOOKS_DIR", &hooks)
+            .output()
+            .unwrap();
+        let (out, err) = text(&o);
+        if args.len() == 1 {
+            assert!(o.status.success(), "{err}");
+            assert!(out.contains("session domains are served too"), "{out}");
+        } else {
+            assert_eq!(o.status.code(), Some(12), "{err}");
+            assert!(
+                err.contains("sudo virt-systemd hook-install --uninstall"),
+                "{err}"
+            );
+        }
+        assert_eq!(std::fs::read_link(&link).unwrap(), before);
+    }
 }

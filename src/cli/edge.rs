@@ -126,6 +126,18 @@ fn run_local_inner(cli: &Cli, notes: &mut Vec<String>) -> Result<()> {
         Command::Rewrite(a) => super::rewrite::run(a, &cfg, notes),
         Command::Show(a) => super::show::run(a),
         Command::HookInstall(a) => {
+            // SAFETY: geteuid cannot fail.
+            let euid = unsafe { libc::geteuid() };
+            if euid != 0 {
+                let link = paths.hooks_dir.join("qemu.d").join(hook_install::LINK_NAME);
+                let found = hook_install::inspect(&link).ok();
+                let (ok, msg) = hook_install::for_a_user(&link, found.as_ref(), a.uninstall);
+                return if ok {
+                    out(&format!("{msg}\n"))
+                } else {
+                    Err(Error::Permission(msg))
+                };
+            }
             let o = if a.uninstall {
                 hook_install::uninstall(&paths.hooks_dir)?
             } else {

@@ -132,6 +132,39 @@ fn io_err(path: &Path, e: std::io::Error) -> Error {
     }
 }
 
+/// `hook-install` run by a user (whose domains are session domains): the hook is the
+/// host's, one for every libvirt daemon, so a user changes nothing. `(true, message)` when
+/// there is nothing to do, `(false, error)` when root must act.
+pub fn for_a_user(link: &Path, found: Option<&Found>, uninstall: bool) -> (bool, String) {
+    let shared = "the libvirt hook is system-wide: libvirt's session daemons \
+                  (qemu:///session) run the same hooks, as their user";
+    match (found.is_some_and(Found::is_ours), uninstall) {
+        (true, false) => (
+            true,
+            format!(
+                "{} is installed; {shared}, so your session domains are served too \
+                 (nothing to do)",
+                link.display()
+            ),
+        ),
+        (false, true) => (
+            true,
+            format!("{} is not installed (nothing to do)", link.display()),
+        ),
+        (_, uninstall) => {
+            (
+                false,
+                format!(
+                "{} {}: {shared}, and only root may change it (sudo virt-systemd hook-install{})",
+                link.display(),
+                if uninstall { "is installed" } else { "is not installed" },
+                if uninstall { " --uninstall" } else { "" }
+            ),
+            )
+        }
+    }
+}
+
 /// What `install`/`uninstall` did, for the user.
 #[derive(Debug, PartialEq, Eq)]
 pub struct Outcome {
@@ -140,6 +173,10 @@ pub struct Outcome {
 }
 
 /// How to make libvirt notice a hook change.
+/// Said on install: one hook serves the users' daemons too.
+pub const SESSIONS: &str = "libvirt's session daemons (qemu:///session) run it too, as \
+    their user: their domains go to that user's own systemd-machined (systemd 259+); a \
+    running session daemon reads it at its next start";
 pub const PICKUP: &str = "libvirt reads its hooks when the daemon starts: run \
     `systemctl restart libvirtd` (or `systemctl restart virtqemud` with modular daemons), \
     or send it SIGHUP (`systemctl reload libvirtd`/`virtqemud`); running domains keep \
@@ -219,6 +256,7 @@ pub fn install(hooks_dir: &Path, hook: &Path) -> Result<Outcome> {
     }
     messages.push(format!("installed {} → {}", link.display(), hook.display()));
     messages.push(PICKUP.to_string());
+    messages.push(SESSIONS.to_string());
     Ok(Outcome {
         changed: true,
         messages,

@@ -129,7 +129,7 @@ pub fn render(
         ));
     }
     match d.top("memoryBacking") {
-        Some(mb) => {
+        Some(_) => {
             if !shared_memory(d) {
                 return Err(Error::invalid(
                     "the domain's <memoryBacking> lacks <source type='memfd'/> and <access \
