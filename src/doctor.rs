@@ -32,6 +32,8 @@ pub struct HostPaths {
     pub proc: PathBuf,
     pub vhost_vsock: PathBuf,
     pub ssh_proxy: Vec<PathBuf>,
+    /// Where to look for the user-space vsock backend (vhost-device-vsock).
+    pub vsock_backend: Vec<PathBuf>,
 }
 
 impl Default for HostPaths {
@@ -44,6 +46,8 @@ impl Default for HostPaths {
                 "/usr/lib/systemd/systemd-ssh-proxy".into(),
                 "/lib/systemd/systemd-ssh-proxy".into(),
             ],
+            // What the user unit virt-systemd-vsock@.service runs.
+            vsock_backend: vec!["/usr/bin/vhost-device-vsock".into()],
         }
     }
 }
@@ -64,6 +68,9 @@ impl HostPaths {
         }
         if let Some(v) = var("VIRT_SYSTEMD_SSH_PROXY") {
             p.ssh_proxy = std::env::split_paths(&v).collect();
+        }
+        if let Some(v) = var("VIRT_SYSTEMD_VSOCK_BACKEND") {
+            p.vsock_backend = std::env::split_paths(&v).collect();
         }
         p
     }
@@ -142,6 +149,8 @@ pub struct Facts {
     pub vhost_vsock: Result<(), String>,
     pub vhost_vsock_path: PathBuf,
     pub ssh_proxy: Option<PathBuf>,
+    /// vhost-device-vsock, for session domains of users without /dev/vhost-vsock.
+    pub vsock_backend: Option<PathBuf>,
     /// Path and outcome of loading the config file (`Ok(false)`: absent, defaults).
     pub config: (String, Result<bool, String>),
     /// Who runs doctor: 0, or a user whose domains are session domains (qemu:///session).
@@ -290,6 +299,7 @@ pub fn gather_vhost_vsock(p: &Path) -> Result<(), String> {
         .map_err(|e| e.to_string())
 }
 
+/// The first executable file of `paths` (the ssh proxy, the vsock backend).
 pub fn gather_ssh_proxy(paths: &[PathBuf]) -> Option<PathBuf> {
     paths
         .iter()
@@ -652,9 +662,29 @@ pub fn checks(f: &Facts) -> Vec<Check> {
     }
 
     let vp = f.vhost_vsock_path.display();
-    match &f.vhost_vsock {
-        Ok(()) => out.push(check("vhost-vsock", Pass, format!("{vp} usable"), None)),
-        Err(e) => out.push(check(
+    match (&f.vhost_vsock, f.uid, &f.vsock_backend) {
+        (Ok(()), ..) => out.push(check("vhost-vsock", Pass, format!("{vp} usable"), None)),
+        // A session user: the user-space backend in a user unit instead.
+        (Err(e), 1.., Some(b)) => out.push(check(
+            "vhost-vsock",
+            Pass,
+            format!(
+                "{vp}: {e}: `enable` puts your session domains' vsock on the user-space \
+                 backend ({}, run by virt-systemd-vsock@DOMAIN.service)",
+                b.display()
+            ),
+            None,
+        )),
+        (Err(e), 1.., None) => out.push(check(
+            "vhost-vsock",
+            Warn,
+            format!(
+                "{vp}: {e}, and no user-space backend (vhost-device-vsock): your session \
+                 domains get no vsock device, so no readiness and no ssh over vsock"
+            ),
+            Some("install vhost-device-vsock (Debian 14: `apt install vhost-device-vsock`; elsewhere `cargo install vhost-device-vsock` into /usr/bin)"),
+        )),
+        (Err(e), ..) => out.push(check(
             "vhost-vsock",
             Warn,
             format!(
@@ -763,6 +793,7 @@ mod tests {
             vhost_vsock: Ok(()),
             vhost_vsock_path: "/dev/vhost-vsock".into(),
             ssh_proxy: Some("/usr/lib/systemd/systemd-ssh-proxy".into()),
+            vsock_backend: None,
             config: ("/etc/virt-systemd/config.toml".into(), Ok(false)),
             uid: 0,
             control_service: false,
@@ -954,6 +985,24 @@ mod tests {
         assert_eq!(verdict(&f, "machined"), Verdict::Fail);
         f.vhost_vsock = Err("No such file or directory".into());
         assert_eq!(verdict(&f, "vhost-vsock"), Verdict::Warn);
+        // A session user without the device: fine with the user-space backend, else told
+        // how to get it; root keeps the host's warning whatever is installed.
+        let mut u = f.clone();
+        u.uid = 1000;
+        u.vhost_vsock = Err("Permission denied".into());
+        u.vsock_backend = Some("/usr/bin/vhost-device-vsock".into());
+        assert_eq!(verdict(&u, "vhost-vsock"), Verdict::Pass);
+        u.vsock_backend = None;
+        let d = doctor(&u);
+        let c = d.checks.iter().find(|c| c.id == "vhost-vsock").unwrap();
+        assert_eq!(c.verdict, Verdict::Warn);
+        assert!(
+            c.fix.as_deref().unwrap().contains("vhost-device-vsock"),
+            "{c:?}"
+        );
+        let mut r = f.clone();
+        r.vsock_backend = Some("/usr/bin/vhost-device-vsock".into());
+        assert_eq!(verdict(&r, "vhost-vsock"), Verdict::Warn);
         f.ssh_proxy = None;
         assert_eq!(verdict(&f, "ssh-proxy"), Verdict::Warn);
         f.systemd_version = Err("no bus".into());

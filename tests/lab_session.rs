@@ -224,6 +224,32 @@ fn user_space_vsock(lab: &Lab, backend: &std::path::Path) {
         lab.write_file(&format!("/etc/systemd/user/{u}"), text.as_bytes(), "644");
     }
     lab.sh(&as_user("systemctl --user daemon-reload"));
+    // doctor as the user: the session checks pass (user machined, the user-space backend).
+    let doc = lab.exec(&[
+        "sh",
+        "-c",
+        &as_user(&format!("{bin} -c qemu:///session doctor --json")),
+    ]);
+    let report: serde_json::Value = serde_json::from_slice(&doc.stdout)
+        .unwrap_or_else(|e| panic!("doctor --json: {e}: {}", show(&doc)));
+    let verdict = |id: &str| {
+        report["checks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["id"] == id)
+            .map(|c| c["verdict"].as_str().unwrap_or("").to_string())
+    };
+    assert_eq!(verdict("session").as_deref(), Some("pass"), "{report:#}");
+    assert_eq!(
+        verdict("vhost-vsock").as_deref(),
+        Some("pass"),
+        "{report:#}"
+    );
+    assert!(
+        doc.status.success(),
+        "doctor as the user failed a check: {report:#}"
+    );
     lab.run(&[
         &format!("{CT_LAB}/guest/vsock-initrd.sh"),
         &format!("{CT_BOOT}/vsock-initrd.img"),

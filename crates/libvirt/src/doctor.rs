@@ -42,6 +42,7 @@ pub fn doctor(uri: Option<&str>, config_path: Option<&Path>, paths: &HostPaths) 
         vhost_vsock: doctor::gather_vhost_vsock(&paths.vhost_vsock),
         vhost_vsock_path: paths.vhost_vsock.clone(),
         ssh_proxy: doctor::gather_ssh_proxy(&paths.ssh_proxy),
+        vsock_backend: doctor::gather_ssh_proxy(&paths.vsock_backend),
         config,
         uid: doctor::gather_uid(),
         user_machined: Path::new(&format!(
