@@ -193,6 +193,25 @@ fn main_page_extra() -> String {
         "virt-systemd-notify.socket, virt-systemd-notify.service",
         "The readiness listener (virt-systemd notify-listener), socket-activated on AF_VSOCK port 8742.",
     );
+    s += &tagged(
+        "~/.config/virt-systemd/config.toml",
+        "A session user's own configuration ($XDG_CONFIG_HOME), read instead of the host's when present.",
+    );
+    s += &tagged(
+        "/run/user/UID/virt-systemd/",
+        "A session user's runtime state (domains/, the hook's and the listener's) and vsock/DOMAIN/, the user-space vsock backend's sockets.",
+    );
+    s += &tagged(
+        "virt-systemd-vsock@.service, virt-systemd-notify@.socket (user units)",
+        "A session domain's user-space vsock backend (vhost-device-vsock) and its readiness listener; enabled per domain by the user, as enable says.",
+    );
+    s += &section("SESSION DOMAINS");
+    s += &para(
+        "Domains of libvirt's per-user daemon (qemu:///session, the default URI for users other than root) work without root. The hook is system-wide: the session daemon runs it as its user, and it registers the domain with that user's own systemd-machined (systemd 259 and later; machinectl --user list); with older systemd it logs one line and does nothing. enable, disable, status, wait-ready, ssh and doctor take -c qemu:///session and read the user's state under /run/user/UID/virt-systemd.",
+    );
+    s += &para(
+        "Users cannot open /dev/vhost-vsock on most hosts. For them enable gives the domain QEMU's vhost-user-vsock-pci device on a user-space backend instead, and says which user unit to enable before the domain starts (systemctl --user enable --now virt-systemd-vsock@DOMAIN.service, with DOMAIN escaped by systemd-escape); it needs vhost-device-vsock. Readiness then arrives through the unit's socket, and virt-systemd ssh and vsock-proxy --uds reach the guest through the backend. machinectl's verbs on session machines act by signals: no control socket is served for them.",
+    );
     s += &section("ENVIRONMENT");
     s += &tagged(
         "LIBVIRT_DEFAULT_URI",
@@ -208,6 +227,10 @@ fn main_page_extra() -> String {
         "virt-systemd rewrite web-01.xml --in-place --hostname web-01 --machine-id\nvirt-systemd rewrite --strip web-01.xml -o clean.xml",
     );
     s += &example("Check the host:", "virt-systemd doctor");
+    s += &example(
+        "A session domain of a user without /dev/vhost-vsock:",
+        "virt-systemd -c qemu:///session enable web-01\nsystemctl --user enable --now virt-systemd-vsock@web\\x2d01.service\nvirsh -c qemu:///session start web-01\nvirt-systemd -c qemu:///session wait-ready web-01\nmachinectl --user list",
+    );
     s += &see_also(&[
         ("virt-systemd-hook", 8),
         ("virt-systemd.toml", 5),
@@ -240,6 +263,9 @@ mod roff_text {
     }
     pub fn tagged(tag: &str, text: &str) -> String {
         format!(".TP\n\\fB{}\\fR\n{}\n", lit(tag), esc(text))
+    }
+    pub fn para(text: &str) -> String {
+        format!(".PP\n{}\n", esc(text))
     }
     pub fn example(text: &str, code: &str) -> String {
         let code: String = code.lines().map(|l| lit(l) + "\n").collect();
