@@ -205,12 +205,16 @@ fn main_page_extra() -> String {
         "virt-systemd-vsock@.service, virt-systemd-notify@.socket (user units)",
         "A session domain's user-space vsock backend (vhost-device-vsock) and its readiness listener; enabled per domain by the user, as enable says.",
     );
+    s += &tagged(
+        "virt-systemd-control.service (user unit)",
+        "The control service for the user's session domains (machinectl --user's verbs through libvirt); enabled by the user.",
+    );
     s += &section("SESSION DOMAINS");
     s += &para(
         "Domains of libvirt's per-user daemon (qemu:///session, the default URI for users other than root) work without root. The hook is system-wide: the session daemon runs it as its user, and it registers the domain with that user's own systemd-machined (systemd 259 and later; machinectl --user list); with older systemd it logs one line and does nothing. enable, disable, status, wait-ready, ssh and doctor take -c qemu:///session and read the user's state under /run/user/UID/virt-systemd.",
     );
     s += &para(
-        "Users cannot open /dev/vhost-vsock on most hosts. For them enable gives the domain QEMU's vhost-user-vsock-pci device on a user-space backend instead, and says which user unit to enable before the domain starts (systemctl --user enable --now virt-systemd-vsock@DOMAIN.service, with DOMAIN escaped by systemd-escape); it needs vhost-device-vsock. Readiness then arrives through the unit's socket, and virt-systemd ssh and vsock-proxy --uds reach the guest through the backend. machinectl's verbs on session machines act by signals: no control socket is served for them.",
+        "Users cannot open /dev/vhost-vsock on most hosts. For them enable gives the domain QEMU's vhost-user-vsock-pci device on a user-space backend instead, and says which user unit to enable before the domain starts (systemctl --user enable --now virt-systemd-vsock@DOMAIN.service, with DOMAIN escaped by systemd-escape); it needs vhost-device-vsock. Readiness then arrives through the unit's socket, and virt-systemd ssh and vsock-proxy --uds reach the guest through the backend. With systemd 261 or later, machinectl --user poweroff, reboot, terminate, pause and resume act through the user's libvirt when the user runs the control service (systemctl --user enable --now virt-systemd-control.service); without it they act by signals, as machinectl does for machines without a control socket.",
     );
     s += &section("ENVIRONMENT");
     s += &tagged(

@@ -187,6 +187,7 @@ fn session_domain_in_the_users_machined() {
         (!exists(&lab, &state)).then_some(())
     });
 
+    user_control(&lab);
     user_space_vsock(&lab, &backend);
 
     let w = lab.hook_warnings(&since);
@@ -195,6 +196,69 @@ fn session_domain_in_the_users_machined() {
     lab.sh(&format!(
         "loginctl disable-linger {USER}; systemctl stop user@{UID}.service || true"
     ));
+}
+
+/// The user's control service (the packaged user unit): machinectl --user's verbs act
+/// through the user's libvirt.
+fn user_control(lab: &Lab) {
+    let bin = ct_bin("virt-systemd");
+    let unit = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("packaging/systemd/user/virt-systemd-control.service"),
+    )
+    .unwrap()
+    .replace(
+        "ExecStart=/usr/bin/virt-systemd ",
+        &format!("ExecStart={bin} "),
+    );
+    lab.write_file(
+        "/etc/systemd/user/virt-systemd-control.service",
+        unit.as_bytes(),
+        "644",
+    );
+    lab.sh(&as_user("systemctl --user daemon-reload"));
+    lab.sh(&as_user(
+        "systemctl --user enable --now virt-systemd-control.service",
+    ));
+    let pid_file = format!("{}/virt-systemd/control.pid", runtime());
+    lab.wait_for("the user's control service", LONG, || {
+        exists(lab, &pid_file).then_some(())
+    });
+    lab.sh(&as_user(&format!(
+        "virsh -c qemu:///session -q start {NAME}"
+    )));
+    lab.wait_for("the machine", LONG, || user_machine(lab, NAME));
+    let socket = format!("{}/virt-systemd/control/{UUID}", runtime());
+    lab.wait_for("its control socket", LONG, || {
+        exists(lab, &socket).then_some(())
+    });
+    let intro = lab.sh(&as_user(&format!(
+        "varlinkctl introspect {socket} io.systemd.MachineInstance"
+    )));
+    assert!(intro.contains("method PowerOff"), "{intro}");
+    let domstate = || {
+        lab.sh(&as_user(&format!(
+            "virsh -c qemu:///session domstate {NAME} --reason"
+        )))
+        .trim()
+        .to_string()
+    };
+    lab.sh(&as_user(&format!("machinectl --user pause {NAME}")));
+    assert!(domstate().starts_with("paused"), "{}", domstate());
+    lab.sh(&as_user(&format!("machinectl --user resume {NAME}")));
+    assert!(domstate().starts_with("running"), "{}", domstate());
+    lab.sh(&as_user(&format!("machinectl --user terminate {NAME}")));
+    lab.wait_for("the domain destroyed", LONG, || {
+        (domstate() == "shut off (destroyed)").then_some(())
+    });
+    lab.wait_for("the machine to go", LONG, || {
+        user_machine(lab, NAME).is_none().then_some(())
+    });
+    lab.wait_for("the control socket to go", LONG, || {
+        (!exists(lab, &socket)).then_some(())
+    });
+    // Root's control service directory is not involved.
+    assert!(!exists(lab, &format!("/run/virt-systemd/control/{UUID}")));
 }
 
 const VNAME: &str = "sessvsock";

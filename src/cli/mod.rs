@@ -61,7 +61,9 @@ domain, <socket_dir>/<UUID>; the hook registers that address with systemd-machin
 reboot, terminate = virsh destroy, pause/resume = virsh suspend/resume; Describe reports \
 QEMU-style run states, SubscribeEvents libvirt's lifecycle events. Storage methods answer \
 NotSupported. Run by virt-systemd-control.service; follows libvirt's events and reconciles \
-its sockets whenever it (re)connects."
+its sockets whenever it (re)connects. Run by a user (the user unit virt-systemd-control.service, \
+-c qemu:///session) it serves that user's session domains under \
+/run/user/UID/virt-systemd/control, to that user and root only, for machinectl --user."
     )]
     ControlService(ControlServiceArgs),
     /// Wait until a domain's guest reports READY=1 (or SSH) in its current boot

@@ -3,7 +3,7 @@
 //! `/run/user/UID`, where the hook run by that daemon keeps its state). Pure: the caller
 //! passes the URI, the effective UID and `LIBVIRT_DEFAULT_URI`.
 
-use crate::config::{Config, Hook};
+use crate::config::{Config, Control, Hook};
 use std::path::{Path, PathBuf};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -49,6 +49,9 @@ impl Scope {
             if cfg.hook.state_dir == Hook::default().state_dir {
                 cfg.hook.state_dir = user_runtime(*uid).join("virt-systemd");
             }
+            if cfg.control.socket_dir == Control::default().socket_dir {
+                cfg.control.socket_dir = session_control_dir(*uid);
+            }
         }
     }
 
@@ -64,6 +67,21 @@ impl Scope {
                     .join(unit_escape(name)),
             ),
         }
+    }
+}
+
+/// Where a user's control service (`virt-systemd-control.service` in the user manager)
+/// serves the sockets of that user's session domains; the hook registers addresses there
+/// while the service's PID file (`control.pid` beside it) exists.
+pub fn session_control_dir(uid: u32) -> PathBuf {
+    user_runtime(uid).join("virt-systemd/control")
+}
+
+/// The libvirt URI of a scope.
+pub fn default_uri(scope: &Scope) -> &'static str {
+    match scope {
+        Scope::System => "qemu:///system",
+        Scope::Session { .. } => "qemu:///session",
     }
 }
 
@@ -127,6 +145,10 @@ mod tests {
         let mut c = Config::default();
         Scope::Session { uid: 1600 }.apply(&mut c);
         assert_eq!(c.hook.state_dir, Path::new("/run/user/1600/virt-systemd"));
+        assert_eq!(
+            c.control.socket_dir,
+            Path::new("/run/user/1600/virt-systemd/control")
+        );
         let mut c = Config::default();
         c.hook.state_dir = "/srv/state".into();
         Scope::Session { uid: 1600 }.apply(&mut c);

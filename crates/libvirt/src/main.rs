@@ -83,7 +83,9 @@ fn run(cli: &Cli, notes: &mut Vec<String>) -> Result<()> {
             if let Some(d) = &a.socket_dir {
                 ctl.socket_dir = d.clone();
             }
-            control::run(uri.unwrap_or("qemu:///system"), ctl).map_err(Error::Failed)
+            let scope = edge::scope(cli);
+            control::run(uri.unwrap_or(virt_systemd::scope::default_uri(&scope)), ctl)
+                .map_err(Error::Failed)
         }
         _ => unreachable!("run_local handles the commands without libvirt"),
     }

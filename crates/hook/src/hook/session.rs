@@ -43,6 +43,10 @@ impl UserRuntime {
     pub fn state_dir(&self) -> PathBuf {
         self.dir.join("virt-systemd")
     }
+    /// The user's control service's sockets (`scope::session_control_dir`).
+    pub fn control_dir(&self) -> PathBuf {
+        self.state_dir().join("control")
+    }
 }
 
 /// One session hook event after the domain XML was read.
@@ -123,6 +127,19 @@ fn register(
             ..reg
         },
         None => reg,
+    };
+    // The user's control service (its PID file is there while it runs) serves this
+    // domain's socket: machinectl --user poweroff/reboot/pause then go through libvirt.
+    let control = rt
+        .control_dir()
+        .with_extension("pid")
+        .exists()
+        .then(|| rt.control_dir().join(uuid.hyphenated().to_string()))
+        .filter(|_| vl::takes_control_address(&socket, deadline).unwrap_or(false))
+        .map(|p| p.display().to_string());
+    let reg = vl::Register {
+        control_address: control.as_deref(),
+        ..reg
     };
     let mut st = DomainState {
         domain: name.clone(),

@@ -41,22 +41,25 @@ struct Service {
     served: HashMap<uuid::Uuid, Served>,
 }
 
-/// Accept only root: the socket powers VMs off, and machined does no check of its own.
-/// The directory (0700) already keeps others out; this holds if someone loosens it.
+/// Accept only root and the service's own user (root for the host's service, the session
+/// user for a user's, whose machined runs as that user): the socket powers VMs off, and
+/// machined does no check of its own. The directory (0700) already keeps others out; this
+/// holds if someone loosens it.
 #[derive(Debug)]
-struct RootOnly {
+struct OwnerOnly {
     inner: tokio::net::UnixListener,
     domain: String,
+    owner: u32,
 }
 
-impl zlink::Listener for RootOnly {
+impl zlink::Listener for OwnerOnly {
     type Socket = zlink::tokio::unix::Stream;
 
     async fn accept(&mut self) -> zlink::Result<Option<zlink::Connection<Self::Socket>>> {
         loop {
             match self.inner.accept().await {
                 Ok((s, _)) => match s.peer_cred() {
-                    Ok(c) if c.uid() == 0 => {
+                    Ok(c) if c.uid() == 0 || c.uid() == self.owner => {
                         return Ok(Some(zlink::tokio::unix::Stream::try_from(s)?.into()))
                     }
                     Ok(c) => warn!(
@@ -112,9 +115,11 @@ impl Service {
             conn: self.conn.clone(),
             events: events.clone(),
         };
-        let listener = RootOnly {
+        let listener = OwnerOnly {
             inner,
             domain: name.clone(),
+            // SAFETY: geteuid cannot fail.
+            owner: unsafe { libc::geteuid() },
         };
         let d = name.clone();
         let task = tokio::task::spawn_local(async move {
