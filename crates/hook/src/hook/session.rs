@@ -72,6 +72,12 @@ pub fn run(
     }
 }
 
+/// machined could not make the scope: one of that name exists (EEXIST).
+fn scope_exists(e: &CallError) -> bool {
+    matches!(e, CallError::Reply { name, parameters }
+        if name == "io.systemd.System" && parameters.contains("\"EEXIST\""))
+}
+
 /// The hybrid-vsock socket of a domain on the user unit's backend
 /// (`virt-systemd-vsock@.service`: `vhost.sock` and `vm.vsock` side by side), for
 /// systemd's `vsock-mux/PATH` SSH address.
@@ -151,7 +157,20 @@ fn register(
         notify_port: record.and_then(|r| r.notify),
         ..Default::default()
     };
-    match vl::register(&socket, &reg, deadline) {
+    let mut res = vl::register(&socket, &reg, deadline);
+    if res.as_ref().err().is_some_and(scope_exists) {
+        // QEMU sits in the scope a registration made earlier (the machine was unregistered,
+        // the scope lives on): register it with that scope instead of making another.
+        res = vl::register(
+            &socket,
+            &vl::Register {
+                allocate_unit: false,
+                ..reg
+            },
+            deadline,
+        );
+    }
+    match res {
         Ok(()) => {
             st.registered = true;
             info!(domain = %name, uuid = %st.uuid, machine = %machine, op, leader,
@@ -224,5 +243,41 @@ fn describe(e: &CallError) -> String {
         CallError::Absent(m) | CallError::Io(m) => m.clone(),
         CallError::Timeout => "timed out".into(),
         CallError::Reply { name, parameters } => format!("{name} {parameters}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn eexist_means_the_scope_is_there() {
+        let r = |name: &str, p: &str| CallError::Reply {
+            name: name.into(),
+            parameters: p.into(),
+        };
+        assert!(scope_exists(&r(
+            "io.systemd.System",
+            r#"{"errno":17,"errnoName":"EEXIST","origin":"linux"}"#
+        )));
+        assert!(!scope_exists(&r(
+            "io.systemd.System",
+            r#"{"errno":6,"errnoName":"ENXIO"}"#
+        )));
+        assert!(!scope_exists(&r("io.systemd.Machine.MachineExists", "{}")));
+    }
+
+    #[test]
+    fn backend_uds_only_for_the_user_units_layout() {
+        let rec = |s: &str| Record {
+            vhost_user_vsock: Some(s.into()),
+            ..Record::default()
+        };
+        assert_eq!(
+            backend_uds(Some(&rec("/run/user/5/virt-systemd/vsock/vm/vhost.sock"))),
+            Some(PathBuf::from("/run/user/5/virt-systemd/vsock/vm/vm.vsock"))
+        );
+        assert_eq!(backend_uds(Some(&rec("/srv/other.sock"))), None);
+        assert_eq!(backend_uds(None), None);
     }
 }
