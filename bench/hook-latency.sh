@@ -7,12 +7,15 @@
 #    median); peak RSS with GNU time.
 # Targets (issue 4): prepare <= 1.5x /bin/true, started <= 3x, peak RSS <= 8 MiB.
 #
-# Usage: bench/hook-latency.sh [--runs N] [--no-lab] [--suite SUITE] [--scope]
+# Usage: bench/hook-latency.sh [--runs N] [--no-lab] [--suite SUITE] [--scope] [--session]
 #   --suite: the lab's Debian suite (trixie; sid for systemd >= 261, where `started`
 #            registers over varlink with a control address)
 #   --scope: the stand-in QEMU runs in a scope of its own, as libvirt with cgroups puts QEMU
 #            (the hook then registers that scope; without it, in a service: machined makes
 #            the scope, and on sid the hook then hands it over to a varlink registration)
+#   --session: a session domain (sid: systemd >= 259): the hook runs as a lingering user,
+#            the stand-in QEMU is a service of that user's manager, and `started` registers
+#            it with the user's machined over varlink (allocateUnit: machined makes a scope)
 # Needs root for the lab part, python3, and GNU time (apt-get install time) for peak RSS.
 set -euo pipefail
 export LC_ALL=C
@@ -22,13 +25,15 @@ runs=200
 lab=1
 suite=trixie
 scope=0
+session=0
 while [ $# -gt 0 ]; do
   case "$1" in
     --runs) runs="$2"; shift 2 ;;
     --no-lab) lab=0; shift ;;
     --suite) suite="$2"; shift 2 ;;
     --scope) scope=1; shift ;;
-    -h | --help) sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    --session) session=1; shift ;;
+    -h | --help) sed -n '2,20p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "unknown argument: $1" >&2; exit 2 ;;
   esac
 done
@@ -85,6 +90,50 @@ trap '"$root/tests/lab/lab-down.sh" >/dev/null 2>&1 || true' EXIT
 ct="$root/tests/lab/ct.sh"
 "$ct" sh -c 'cat > /usr/local/bin/gnutime && chmod 755 /usr/local/bin/gnutime' < /usr/bin/time
 "$ct" sh -c 'cat > /root/live.xml' < "$out/hook-domain.xml"
+if [ "$session" = 1 ]; then
+  "$ct" sh -c 'useradd -m -u 1600 benchu && loginctl enable-linger benchu && cp /root/live.xml /home/benchu/ && chmod 644 /home/benchu/live.xml'
+  "$ct" bash -c 'for _ in $(seq 600); do [ -S /run/user/1600/systemd/machine/io.systemd.Machine ] && exit 0; sleep 0.1; done; exit 1'
+  "$ct" runuser -u benchu -- env XDG_RUNTIME_DIR=/run/user/1600 bash -c '
+set -e
+mkdir -p /run/user/1600/libvirt/qemu/run
+# A new stand-in QEMU (a user service, as the session daemon'"'"'s QEMU) per run: a registration
+# makes it a scope of its own, which lives on until the process goes.
+fresh() {
+  XDG_RUNTIME_DIR=/run/user/1600 systemd-run --user -q --unit=bench-fakeqemu-$1 sleep 3600
+  XDG_RUNTIME_DIR=/run/user/1600 systemctl --user show -P MainPID bench-fakeqemu-$1 \
+    > /run/user/1600/libvirt/qemu/run/web-01.pid
+}
+# What libvirt gives a session hook: no XDG_RUNTIME_DIR, no bus address.
+unset XDG_RUNTIME_DIR
+hook=/opt/virt-systemd/bin/virt-systemd-hook
+n='"$runs"'
+: > ~/t_hook; : > ~/t_true
+for i in $(seq "$n"); do
+  fresh "$i"
+  s=$EPOCHREALTIME; $hook web-01 started begin - < ~/live.xml; e=$EPOCHREALTIME
+  echo "$s $e" >> ~/t_hook
+  $hook web-01 release end destroyed < ~/live.xml
+  kill "$(cat /run/user/1600/libvirt/qemu/run/web-01.pid)"
+  s=$EPOCHREALTIME; /bin/true web-01 started begin - < ~/live.xml; e=$EPOCHREALTIME
+  echo "$s $e" >> ~/t_true
+done
+fresh rss
+rss=$(gnutime -f %M $hook web-01 started begin - < ~/live.xml 2>&1 >/dev/null | tail -1)
+XDG_RUNTIME_DIR=/run/user/1600 machinectl --user show web-01 -p Leader >/dev/null
+$hook web-01 release end destroyed < ~/live.xml
+kill "$(cat /run/user/1600/libvirt/qemu/run/web-01.pid)"
+stats() {
+  awk "{ print (\$2 - \$1) * 1000 }" "$1" | sort -n |
+    awk "{ a[NR] = \$1; t += \$1 } END { printf \"%.3f %.3f\", t / NR, (NR % 2) ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2 }"
+}
+echo "$(stats ~/t_hook) $(stats ~/t_true) $rss $n"
+' > "$out/hook-started.txt"
+  read -r mh medh mt medt rss n < "$out/hook-started.txt"
+  echo "lab: $suite, session domain (user machined), stand-in QEMU a user service"
+  printf '%-30s %10.3f %10.3f %7s %8s\n' "started (lab, mean of $n)" "$mh" "$mt" "$(ratio "$mh" "$mt")" "$rss"
+  printf '%-30s %10.3f %10.3f %7s %8s\n' "started (lab, median of $n)" "$medh" "$medt" "$(ratio "$medh" "$medt")" "$rss"
+  exit 0
+fi
 "$ct" bash -c '
 set -e
 if [ '"$scope"' = 1 ]; then

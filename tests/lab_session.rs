@@ -61,6 +61,8 @@ fn session_domain_in_the_users_machined() {
     lab.sh(&format!(
         "useradd -m -u {UID} {USER} && loginctl enable-linger {USER}"
     ));
+    // For the end: what the user's processes (the hook among them) wrote.
+    lab.sh("touch /root/session-marker");
     let sock = format!("{}/systemd/machine/io.systemd.Machine", runtime());
     lab.wait_for("the user's manager and its machined socket", LONG, || {
         lab.exec(&["test", "-S", &sock])
@@ -192,6 +194,17 @@ fn session_domain_in_the_users_machined() {
 
     let w = lab.hook_warnings(&since);
     assert!(w.trim().is_empty(), "hook warnings:\n{w}");
+    // Nothing the user's processes (the session daemon, QEMU, the hook, our user units)
+    // wrote lies outside the user's home and runtime directory.
+    let outside = lab.sh(&format!(
+        "find / \\( -path /proc -o -path /sys -o -path /dev -o -path /opt -o -path {rt} \
+         -o -path /home/{USER} \\) -prune -o -user {USER} -newer /root/session-marker -print",
+        rt = runtime()
+    ));
+    assert!(
+        outside.trim().is_empty(),
+        "written as {USER} elsewhere:\n{outside}"
+    );
     // The user's manager goes before the container powers off (else the power-off waits).
     lab.sh(&format!(
         "loginctl disable-linger {USER}; systemctl stop user@{UID}.service || true"
@@ -432,7 +445,12 @@ fn user_space_vsock(lab: &Lab, backend: &std::path::Path) {
     let status = lab.sh(&as_user(&format!(
         "{bin} -c qemu:///session status --json {VNAME}"
     )));
-    assert!(status.contains("\"ready\": true"), "status: {status}");
+    let st: serde_json::Value = serde_json::from_str(&status).unwrap();
+    let row = &st["domains"][0];
+    assert_eq!(row["readiness"]["ready"], true, "{status}");
+    assert_eq!(row["registered"], true, "the user's machined: {status}");
+    assert_eq!(row["vsock"], true, "{status}");
+    assert!(row["drift"].as_array().unwrap().is_empty(), "{status}");
 
     // Host → guest port 7000 (the guest's echo service) through the user's backend.
     let proxy = lab.exec(&[

@@ -15,7 +15,7 @@
 //!     "enabled": bool,               // the definition carries virt-systemd's record
 //!     "credentials": [string],       // names of the credentials we manage (never values)
 //!     "unmanaged": [string],         // io.systemd.* OEM strings we leave alone (labels)
-//!     "vsock": bool,                 // the definition has a vsock device
+//!     "vsock": bool,                 // the definition has a vsock device (kernel or vhost-user)
 //!     "vsock_cid": u32 | null,       // the running domain's CID (live XML)
 //!     "machine": null | {            // machined's view, when a machine was found
 //!       "name": string, "state": string|null, "service": string|null,
@@ -166,7 +166,7 @@ pub fn row(i: Input) -> Result<Row> {
                     .map(|c| c.name.clone())
                     .collect(),
                 r.rendered.unmanaged.clone(),
-                r.rendered.vsock.is_some(),
+                r.rendered.vsock.is_some() || r.rendered.vhost_user_vsock.is_some(),
                 r.drift.clone(),
                 r.intent,
             )

@@ -60,19 +60,26 @@ fn method_error(e: zbus::Error) -> String {
 impl Observer {
     /// Connect within `timeout`; calls then time out after `timeout` each.
     pub fn connect(timeout: Duration) -> Result<Observer, String> {
+        Observer::connect_to(None, timeout)
+    }
+
+    /// The bus at `address` (a user's: `unix:path=/run/user/UID/bus`, where the user's
+    /// machined is), or the system bus.
+    pub fn connect_to(address: Option<String>, timeout: Duration) -> Result<Observer, String> {
+        let which = if address.is_some() { "user" } else { "system" };
         let res = bounded(timeout, move || {
-            let b = match std::env::var("DBUS_SYSTEM_BUS_ADDRESS") {
-                Ok(a) => zbus::blocking::connection::Builder::address(a.as_str()),
-                Err(_) => zbus::blocking::connection::Builder::system(),
+            let b = match address.or_else(|| std::env::var("DBUS_SYSTEM_BUS_ADDRESS").ok()) {
+                Some(a) => zbus::blocking::connection::Builder::address(a.as_str()),
+                None => zbus::blocking::connection::Builder::system(),
             }
             .map_err(|e| e.to_string())?;
             b.method_timeout(timeout).build().map_err(|e| e.to_string())
         });
         match res {
             Some(Ok(conn)) => Ok(Observer { conn }),
-            Some(Err(e)) => Err(format!("cannot reach the system bus: {e}")),
+            Some(Err(e)) => Err(format!("cannot reach the {which} bus: {e}")),
             None => Err(format!(
-                "the system bus did not answer within {} ms",
+                "the {which} bus did not answer within {} ms",
                 timeout.as_millis()
             )),
         }

@@ -50,7 +50,7 @@ fn run(cli: &Cli, notes: &mut Vec<String>) -> Result<()> {
         }
         Command::Status(a) => {
             let lv = Libvirt::open(uri, cli.readonly)?;
-            let s = status::status(&lv, a, &cfg)?;
+            let s = status::status(&lv, a, &cfg, &edge::scope(cli))?;
             out(&if a.json {
                 json(&s)
             } else {

@@ -12,12 +12,15 @@ use virt_systemd::cli::StatusArgs;
 use virt_systemd::config::Config;
 use virt_systemd::error::Result;
 use virt_systemd::observe::{MachineView, Observer};
+use virt_systemd::scope::Scope;
 use virt_systemd::state::Store;
 
 const BUS_TIMEOUT: Duration = Duration::from_millis(1500);
 
 /// machined, connected on first use; after the first failure it is not asked again.
 struct Machines {
+    /// The user's bus for session domains (their machined is there), else the system's.
+    address: Option<String>,
     bus: Option<std::result::Result<Observer, String>>,
     failed: Option<String>,
 }
@@ -29,7 +32,7 @@ impl Machines {
         }
         let bus = self
             .bus
-            .get_or_insert_with(|| Observer::connect(BUS_TIMEOUT));
+            .get_or_insert_with(|| Observer::connect_to(self.address.clone(), BUS_TIMEOUT));
         let bus = match bus {
             Ok(b) => b,
             Err(e) => {
@@ -88,7 +91,7 @@ fn input(d: &Dom, store: &Store, m: &mut Machines) -> Result<Input> {
     })
 }
 
-pub fn status(lv: &Libvirt, a: &StatusArgs, cfg: &Config) -> Result<Status> {
+pub fn status(lv: &Libvirt, a: &StatusArgs, cfg: &Config, scope: &Scope) -> Result<Status> {
     let doms = if a.domains.is_empty() {
         lv.domains()?
     } else {
@@ -99,6 +102,13 @@ pub fn status(lv: &Libvirt, a: &StatusArgs, cfg: &Config) -> Result<Status> {
     };
     let store = Store::new(&cfg.hook.state_dir);
     let mut m = Machines {
+        address: match scope {
+            Scope::Session { uid } => Some(format!(
+                "unix:path={}/bus",
+                virt_systemd::scope::user_runtime(*uid).display()
+            )),
+            Scope::System => None,
+        },
         bus: None,
         failed: None,
     };
