@@ -52,8 +52,6 @@ fn user_machine(lab: &Lab, name: &str) -> Option<std::collections::HashMap<Strin
 
 #[test]
 fn session_domain_in_the_users_machined() {
-    // Built on the host before the lab is up (cached after the first build).
-    let backend = lab::vhost_device_vsock();
     let Some(lab) = Lab::up_with(Options::new(NEWEST_SUITE).by_default()) else {
         return;
     };
@@ -190,7 +188,7 @@ fn session_domain_in_the_users_machined() {
     });
 
     user_control(&lab);
-    user_space_vsock(&lab, &backend);
+    user_space_vsock(&lab);
 
     let w = lab.hook_warnings(&since);
     assert!(w.trim().is_empty(), "hook warnings:\n{w}");
@@ -283,12 +281,13 @@ const STATUS: &str = "vsd-vsock guest up, echo service on vsock port 7000";
 /// backend and says what to run; a start before that fails and leaves nothing; after it,
 /// the guest's READY=1 reaches the user's `wait-ready` and `vsock-proxy` reaches a guest
 /// port, all as the user.
-fn user_space_vsock(lab: &Lab, backend: &std::path::Path) {
+fn user_space_vsock(lab: &Lab) {
     let bin = ct_bin("virt-systemd");
     let dir = format!("{}/virt-systemd/vsock/{VNAME}", runtime());
     let serial = format!("/home/{USER}/{VNAME}-serial.log");
-    // The packaged user units, pointing at the binaries under test.
-    lab.copy_in(backend, "/usr/bin/vhost-device-vsock", "755");
+    // Debian's vhost-device-vsock (sid), and the packaged user units pointing at the
+    // binaries under test.
+    lab.run(&["test", "-x", "/usr/bin/vhost-device-vsock"]);
     let units = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("packaging/systemd/user");
     for u in [
         "virt-systemd-vsock@.service",
@@ -469,6 +468,32 @@ fn user_space_vsock(lab: &Lab, backend: &std::path::Path) {
         proxy.status.success() && got.contains("VSDVSOCK-ECHO ping-from-user"),
         "vsock-proxy as the user: {}\n{}",
         show(&proxy),
+        diag()
+    );
+
+    // virt-systemd ssh as the user: the real ssh, through the backend, to the guest's port
+    // 22 (the echo service: ssh gets its greeting as a non-SSH banner and gives up).
+    let ssh = lab.exec(&[
+        "sh",
+        "-c",
+        &as_user(&format!(
+            "timeout 180 {bin} -c qemu:///session ssh {VNAME} -- -v -o BatchMode=yes true"
+        )),
+    ]);
+    let said = text(&ssh.stderr);
+    eprintln!(
+        "session: virt-systemd ssh as {USER}: {}",
+        said.lines()
+            .filter(|l| l.contains("banner line") || l.contains("proxy command"))
+            .collect::<Vec<_>>()
+            .join(" | ")
+    );
+    assert!(
+        said.contains(&format!("vsock-proxy --uds '{dir}/vm.vsock' 22"))
+            && said.contains("banner line 0: VSDVSOCK-HELLO")
+            && said.contains("VSDVSOCK-ECHO SSH-2.0-"),
+        "virt-systemd ssh as the user: {}\n{}",
+        show(&ssh),
         diag()
     );
 

@@ -4,7 +4,8 @@
 # tree is made here: any change to this file changes the recipe key and forces a rebuild.
 #
 # Contents: Debian minbase + systemd (PID 1), dbus, machined (systemd-container), libvirt
-# daemon + clients, QEMU (x86, TCG is enough), busybox-static and cpio for test initramfs
+# daemon + clients, QEMU (x86, TCG is enough), busybox-static and cpio for test initramfs,
+# ssh (virt-systemd ssh), vhost-device-vsock where Debian has it
 # images, man-db and bash-completion (tests/lab_package.rs checks the .deb's man pages and
 # completions), dbus-user-session (a user manager's bus: the per-user machined needs it), and out of the kernel package only vmlinuz plus a few modules (no initramfs-tools).
 set -euo pipefail
@@ -32,7 +33,11 @@ chroot "$NEW" env -i PATH="$CT_PATH" HOME=/root DEBIAN_FRONTEND=noninteractive L
   apt-get update -qq
   apt-get install -y -qq --no-install-recommends \
     libvirt-daemon-system libvirt-clients qemu-system-x86 busybox-static cpio xz-utils zstd \
-    man-db bash-completion dbus-user-session >/dev/null
+    man-db bash-completion dbus-user-session openssh-client >/dev/null
+  # The user-space vsock backend, where Debian packages it (sid: the session VMs test).
+  if apt-cache show vhost-device-vsock >/dev/null 2>&1; then
+    apt-get install -y -qq --no-install-recommends vhost-device-vsock >/dev/null
+  fi
   # Kernel for test VMs: only vmlinuz, the config and a few modules out of the .debs. On sid
   # linux-image-X is a meta package: vmlinuz is in linux-binary-X, the modules in
   # linux-modules-X.

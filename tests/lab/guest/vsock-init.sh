@@ -37,6 +37,8 @@ say "CREDENTIAL vmm.notify_socket=${ns:-NONE}"
 
 # the guest service, up before we report readiness
 /usr/bin/systemd-socket-activate -l vsock::7000 -a --inetd /bin/vsd-echo 2>/tmp/activate.log &
+# the same on port 22, where `virt-systemd ssh` goes (its client sees a non-SSH banner)
+/usr/bin/systemd-socket-activate -l vsock::22 -a --inetd /bin/vsd-echo 2>/tmp/activate22.log &
 i=0
 # (TCG on a loaded machine can be slow: up to 60 s; it goes on as soon as it listens)
 while ! $B grep -q Listening /tmp/activate.log && [ $i -lt 600 ]; do $B sleep 0.1; i=$((i+1)); done
