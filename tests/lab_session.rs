@@ -506,4 +506,18 @@ fn user_space_vsock(lab: &Lab) {
     lab.wait_for("its state to go", LONG, || {
         (!exists(lab, &vstate)).then_some(())
     });
+
+    // disable takes out what enable put in: the device and its shared memory too.
+    lab.sh(&as_user(&format!(
+        "{bin} -c qemu:///session disable {VNAME}"
+    )));
+    let after = lab.sh(&as_user(&format!(
+        "virsh -c qemu:///session dumpxml --inactive {VNAME}"
+    )));
+    assert!(
+        !after.contains("vsdvsock")
+            && !after.contains("memoryBacking")
+            && !after.contains("virt-systemd"),
+        "{after}"
+    );
 }
