@@ -189,6 +189,7 @@ fn session_domain_in_the_users_machined() {
 
     user_control(&lab);
     user_space_vsock(&lab);
+    login_session_daemon(&lab);
 
     let w = lab.hook_warnings(&since);
     assert!(w.trim().is_empty(), "hook warnings:\n{w}");
@@ -205,7 +206,7 @@ fn session_domain_in_the_users_machined() {
     );
     // The user's manager goes before the container powers off (else the power-off waits).
     lab.sh(&format!(
-        "loginctl disable-linger {USER}; systemctl stop user@{UID}.service || true"
+        "loginctl disable-linger {USER}; loginctl terminate-user {USER}; systemctl stop user@{UID}.service || true"
     ));
 }
 
@@ -270,6 +271,61 @@ fn user_control(lab: &Lab) {
     });
     // Root's control service directory is not involved.
     assert!(!exists(lab, &format!("/run/virt-systemd/control/{UUID}")));
+}
+
+/// A session daemon spawned by a client in a login session (`su -l` makes a real logind
+/// session, `session-N.scope`), as a desktop's virsh or virt-manager does, instead of one
+/// run by the user manager: QEMU starts in the login session's scope, the user manager moves
+/// it into a scope of its own under user@UID.service when machined registers it.
+fn login_session_daemon(lab: &Lab) {
+    lab.sh(&as_user("systemctl --user stop vsd-libvirtd"));
+    let libvirt_sock = format!("{}/libvirt/libvirt-sock", runtime());
+    lab.wait_for("the user-service daemon to go", LONG, || {
+        (!exists(lab, &libvirt_sock)).then_some(())
+    });
+    let start = lab.exec(&[
+        "su",
+        "-l",
+        USER,
+        "-c",
+        &format!(
+            "virsh -c qemu:///session -q start {NAME} && \
+             grep '^0::' /proc/$(pgrep -u {USER} -x libvirtd)/cgroup"
+        ),
+    ]);
+    assert!(
+        start.status.success(),
+        "start from a login session: {}",
+        show(&start)
+    );
+    let daemon_cgroup = text(&start.stdout);
+    assert!(
+        daemon_cgroup.contains("/session-") && daemon_cgroup.contains(".scope"),
+        "the spawned daemon is not in a login session: {daemon_cgroup}"
+    );
+    let m = lab.wait_for("the machine (login-session daemon)", LONG, || {
+        user_machine(lab, NAME)
+    });
+    let pid = lab
+        .run(&["cat", &format!("{}/libvirt/qemu/run/{NAME}.pid", runtime())])
+        .trim()
+        .to_string();
+    assert_eq!(m["Leader"], pid, "{m:?}");
+    let cg = lab.run(&["cat", &format!("/proc/{pid}/cgroup")]);
+    assert!(
+        cg.contains(&format!("/user@{UID}.service/")) && cg.contains(".scope"),
+        "QEMU of a login-session daemon: {cg}"
+    );
+    lab.run(&[
+        "su",
+        "-l",
+        USER,
+        "-c",
+        &format!("virsh -c qemu:///session -q destroy {NAME}"),
+    ]);
+    lab.wait_for("the machine to go (login-session daemon)", LONG, || {
+        user_machine(lab, NAME).is_none().then_some(())
+    });
 }
 
 const VNAME: &str = "sessvsock";
