@@ -192,9 +192,6 @@ pub fn keep(p: &Place) -> Keep {
         }
         (2, _, "devices" | "metadata") if plain => Keep::Select,
         (3, "devices", "vsock" | "interface") if plain => Keep::All,
-        // Devices' PCI addresses: where the vhost-user vsock device may go.
-        (3, "devices", _) if plain => Keep::Select,
-        (4, _, "address") if plain => Keep::All,
         (3, "metadata", _) if p.namespace == Some(crate::METADATA_NS) => Keep::All,
         _ => Keep::Nothing,
     }

@@ -12,7 +12,7 @@ use crate::domain::{child, DomainXml};
 use crate::error::{Error, Result};
 use crate::metadata::Record;
 use crate::xmltext::escape_attr;
-use crate::xtree::Node;
+use crate::xtree::{Document, Keep, Node, Place};
 
 pub const QEMU_NS: &str = "http://libvirt.org/schemas/domain/qemu/1.0";
 /// The chardev id in QEMU's command line, ours.
@@ -52,6 +52,19 @@ fn qemu_value(s: &str) -> String {
     s.replace(',', ",,")
 }
 
+/// What [`taken_slots`] reads: devices and their `<address>`. The domain's own tree keeps
+/// less (large domains have thousands of devices), so this reads the text again, only when
+/// the device is rendered.
+fn addresses(p: &Place) -> Keep {
+    match (p.depth, p.parent, p.name) {
+        (1, ..) => Keep::Select,
+        (2, _, "devices") => Keep::Select,
+        (3, "devices", _) => Keep::Select,
+        (4, _, "address") => Keep::All,
+        _ => Keep::Nothing,
+    }
+}
+
 /// PCI slots taken on bus 0 by the devices libvirt addressed.
 fn taken_slots(d: &DomainXml) -> Vec<u32> {
     let num = |v: Option<&str>| {
@@ -60,7 +73,11 @@ fn taken_slots(d: &DomainXml) -> Vec<u32> {
             None => v.parse().ok(),
         })
     };
-    let Some(dev) = d.top("devices") else {
+    // The text parsed already: this cannot fail.
+    let Ok(doc) = Document::parse_with(d.text, &addresses) else {
+        return vec![];
+    };
+    let Some(dev) = child(doc.root_element(), "devices") else {
         return vec![];
     };
     dev.children()
