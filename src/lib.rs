@@ -15,6 +15,6 @@ pub use virt_systemd_hook::{dbus_wire, hook, logging, machined, observe, state};
 
 /// Readiness: the protocol (core) and the listener (services).
 pub mod notify {
-    pub use virt_systemd_core::notify::protocol;
+    pub use virt_systemd_core::notify::{carry, protocol};
     pub use virt_systemd_services::listener;
 }

@@ -262,6 +262,58 @@ fn vsock_end_to_end(suite: &str) {
         show(&refused)
     );
 
+    // Readiness travels with the running domain: the control service mirrors it into the
+    // live metadata (never the persistent definition), and a hook that finds no record for
+    // a domain whose XML carries one restores it — here after libvirtd restarts
+    // (reconnect) with the record gone, as on a migration's destination.
+    lab.sh(&format!(
+        "systemd-run -q --unit=vsd-control {bin} control-service"
+    ));
+    let carried = || {
+        lab.sh(&format!(
+            "virsh metadata {NAME} urn:virt-systemd:readiness:1 --live 2>/dev/null || true"
+        ))
+    };
+    let meta = lab.wait_for(
+        "readiness in the live metadata",
+        Duration::from_secs(120),
+        || {
+            let m = carried();
+            (m.contains("&quot;ready&quot;:true") || m.contains("\"ready\":true")).then_some(m)
+        },
+    );
+    assert!(meta.contains(STATUS), "{meta}");
+    let inactive = lab.sh(&format!("virsh dumpxml --inactive {NAME}"));
+    assert!(
+        !inactive.contains("urn:virt-systemd:readiness:1"),
+        "readiness leaked into the persistent definition:\n{inactive}"
+    );
+    lab.sh(&format!("rm {readiness}"));
+    let since = lab.now();
+    lab.sh("systemctl restart libvirtd");
+    lab.wait_for(
+        "the readiness record restored",
+        Duration::from_secs(120),
+        || exists(&lab, &readiness).then_some(()),
+    );
+    let again = lab.exec(&[&bin, "wait-ready", NAME, "--timeout", "5"]);
+    assert!(
+        again.status.success(),
+        "wait-ready after the restore: {}",
+        show(&again)
+    );
+    assert_eq!(text(&again.stdout).trim(), STATUS);
+    let restored = lab.sh(&format!(
+        "journalctl -q -o cat -t virt-systemd-hook --since '{since}' || true"
+    ));
+    assert!(
+        restored.contains("readiness restored from the domain's live metadata"),
+        "{restored}"
+    );
+    let w = lab.hook_warnings(&since);
+    assert!(w.trim().is_empty(), "hook warnings:\n{w}");
+    let _ = lab.exec(&["systemctl", "stop", "vsd-control"]);
+
     // Stop: the hook's release removes the state and the readiness with it.
     vsock::destroy(&lab, NAME, UUID);
     let after = lab.exec(&[&bin, "wait-ready", NAME, "--timeout", "5"]);

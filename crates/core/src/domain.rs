@@ -193,6 +193,7 @@ pub fn keep(p: &Place) -> Keep {
         (2, _, "devices" | "metadata") if plain => Keep::Select,
         (3, "devices", "vsock" | "interface") if plain => Keep::All,
         (3, "metadata", _) if p.namespace == Some(crate::METADATA_NS) => Keep::All,
+        (3, "metadata", _) if p.namespace == Some(crate::notify::carry::READINESS_NS) => Keep::All,
         _ => Keep::Nothing,
     }
 }

@@ -84,8 +84,12 @@ fn run(cli: &Cli, notes: &mut Vec<String>) -> Result<()> {
                 ctl.socket_dir = d.clone();
             }
             let scope = edge::scope(cli);
-            control::run(uri.unwrap_or(virt_systemd::scope::default_uri(&scope)), ctl)
-                .map_err(Error::Failed)
+            control::run(
+                uri.unwrap_or(virt_systemd::scope::default_uri(&scope)),
+                ctl,
+                &cfg.hook.state_dir,
+            )
+            .map_err(Error::Failed)
         }
         _ => unreachable!("run_local handles the commands without libvirt"),
     }

@@ -98,6 +98,10 @@ pub fn run(argv: &[String], stdin: &[u8], cfg: &Config, paths: &Paths) -> i32 {
     };
     if session && op != "prepare" {
         let record = crate::metadata::read(&xml).ok().flatten();
+        if op == "started" || op == "reconnect" {
+            let rt = session::UserRuntime::of(paths);
+            restore_readiness(&xml, &Store::new(&rt.state_dir()), uuid, op);
+        }
         session::run(op, &facts, record.as_ref(), uuid, cfg, paths);
         return 0;
     }
@@ -124,6 +128,7 @@ pub fn run(argv: &[String], stdin: &[u8], cfg: &Config, paths: &Paths) -> i32 {
             0
         }
         ("started", _) | ("reconnect", _) => {
+            restore_readiness(&xml, &store, uuid, op);
             let Some(early) = early else {
                 return 0;
             };
@@ -378,5 +383,75 @@ fn stopped(
     };
     if let Err(e) = r {
         warn!(domain = %name, op, "cannot update state: {e}");
+    }
+}
+
+/// Readiness the guest reported before this QEMU took over (an incoming migration; the
+/// control service mirrors it into the live metadata, which travels with the domain), when
+/// this host has none for the domain. A fresh start has no such metadata: libvirt never
+/// writes live metadata into the persistent definition.
+fn restore_readiness(xml: &DomainXml, store: &Store, uuid: uuid::Uuid, op: &str) {
+    let u = uuid.hyphenated().to_string();
+    if store.load_readiness(&u).is_some() {
+        return;
+    }
+    let Some(r) = crate::notify::carry::read(xml) else {
+        return;
+    };
+    match store.save_readiness(&u, &r) {
+        Ok(()) => {
+            info!(uuid = %u, op, ready = r.ready, "readiness restored from the domain's live metadata")
+        }
+        Err(e) => warn!(uuid = %u, op, "cannot restore readiness: {e}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::notify::protocol::Readiness;
+
+    fn xml_with(r: Option<&Readiness>) -> String {
+        let meta = r
+            .map(|r| {
+                crate::notify::carry::element(r).replacen(
+                    "<readiness>",
+                    "<vsr:readiness xmlns:vsr='urn:virt-systemd:readiness:1'>",
+                    1,
+                )
+            })
+            .unwrap_or_default()
+            .replace("</readiness>", "</vsr:readiness>");
+        format!("<domain type='kvm'><name>v</name><metadata>{meta}</metadata></domain>")
+    }
+
+    #[test]
+    fn readiness_is_restored_only_where_this_host_has_none() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::new(dir.path());
+        let u = uuid::Uuid::parse_str("6695eb01-f6a4-8304-79aa-97f2502e193f").unwrap();
+        let key = u.hyphenated().to_string();
+        let carried = Readiness {
+            ready: true,
+            status: Some("up".into()),
+            ..Readiness::default()
+        };
+        // A fresh start: no metadata, nothing written.
+        let x = xml_with(None);
+        restore_readiness(&DomainXml::parse(&x).unwrap(), &store, u, "started");
+        assert_eq!(store.load_readiness(&key), None);
+        // A migrated domain: restored.
+        let x = xml_with(Some(&carried));
+        restore_readiness(&DomainXml::parse(&x).unwrap(), &store, u, "started");
+        assert_eq!(store.load_readiness(&key), Some(carried.clone()));
+        // What this host's listener recorded wins over what the domain carries.
+        let mine = Readiness {
+            ready: false,
+            status: Some("rebooting".into()),
+            ..Readiness::default()
+        };
+        store.save_readiness(&key, &mine).unwrap();
+        restore_readiness(&DomainXml::parse(&x).unwrap(), &store, u, "reconnect");
+        assert_eq!(store.load_readiness(&key), Some(mine));
     }
 }

@@ -222,3 +222,24 @@ pub fn perform(conn: &Connect, uuid: &uuid::Uuid, op: Op) -> Result<Option<(u32,
     };
     r.map(|_| None).map_err(|e| failed(&e))
 }
+
+/// Mirror the guest's readiness into the running domain's live metadata (never the
+/// persistent definition), where it travels with a migration (`core::notify::carry`).
+pub fn set_readiness(
+    conn: &Connect,
+    uuid: &uuid::Uuid,
+    r: &virt_systemd::notify::protocol::Readiness,
+) -> Result<(), Failed> {
+    use virt_systemd::notify::carry;
+    let dom: Domain = conn
+        .lookup_domain_by_uuid_string(&uuid.hyphenated().to_string())
+        .map_err(|e| failed(&e))?;
+    dom.set_metadata(
+        sys::VIR_DOMAIN_METADATA_ELEMENT as i32,
+        Some(&carry::element(r)),
+        Some(carry::PREFIX),
+        Some(carry::READINESS_NS),
+        sys::VIR_DOMAIN_AFFECT_LIVE,
+    )
+    .map_err(|e| failed(&e))
+}

@@ -22,10 +22,14 @@ use std::time::Duration;
 use tokio::sync::{broadcast, mpsc};
 use tracing::{info, warn};
 use virt_systemd::config::Control;
+use virt_systemd::notify::protocol::Readiness;
+use virt_systemd::state::Store;
 use zlink::Server;
 
 /// How often the sockets are reconciled with libvirt besides (re)connects.
 const RECONCILE_EVERY: Duration = Duration::from_secs(60);
+/// How often readiness records are compared with what the domains carry.
+const MIRROR_EVERY: Duration = Duration::from_secs(1);
 
 /// A domain being served.
 struct Served {
@@ -39,6 +43,12 @@ struct Service {
     ctl: Control,
     conn: Shared,
     served: HashMap<uuid::Uuid, Served>,
+    /// The listener's readiness records (the hook's state directory).
+    store: Store,
+    /// Readiness last written into each served domain's live metadata.
+    mirrored: HashMap<uuid::Uuid, Readiness>,
+    /// Domains whose metadata could not be written (said once).
+    mirror_failed: BTreeSet<uuid::Uuid>,
 }
 
 /// Accept only root and the service's own user (root for the host's service, the session
@@ -135,12 +145,62 @@ impl Service {
     /// a moment later so that it can still write it.
     fn stop(&mut self, uuid: &uuid::Uuid) {
         remove(&self.path(uuid));
+        self.mirrored.remove(uuid);
+        self.mirror_failed.remove(uuid);
         if let Some(s) = self.served.remove(uuid) {
             info!(domain = %s.name, "machine control: domain {}: closed", s.name);
             tokio::task::spawn_local(async move {
                 tokio::time::sleep(Duration::from_secs(1)).await;
                 s.task.abort();
             });
+        }
+    }
+
+    /// Write changed readiness records into the served domains' live metadata, so that
+    /// readiness moves with a migrated domain (the hook on the destination restores it).
+    async fn mirror(&mut self) {
+        let Some(conn) = self.conn.lock().expect("connection lock").clone() else {
+            return;
+        };
+        let todo: Vec<(uuid::Uuid, Readiness)> = self
+            .served
+            .keys()
+            .filter_map(|u| {
+                let r = self.store.load_readiness(&u.hyphenated().to_string())?;
+                (self.mirrored.get(u) != Some(&r)).then_some((*u, r))
+            })
+            .collect();
+        if todo.is_empty() {
+            return;
+        }
+        let done = tokio::task::spawn_blocking(move || {
+            todo.into_iter()
+                .map(|(u, r)| {
+                    let res = lv::set_readiness(&conn, &u, &r);
+                    (u, r, res)
+                })
+                .collect::<Vec<_>>()
+        })
+        .await
+        .expect("libvirt thread");
+        for (u, r, res) in done {
+            let name = self
+                .served
+                .get(&u)
+                .map(|s| s.name.clone())
+                .unwrap_or_default();
+            match res {
+                Ok(()) => {
+                    self.mirror_failed.remove(&u);
+                    self.mirrored.insert(u, r);
+                }
+                // Busy (a migration job), or gone: the next round tries again.
+                Err(f) => {
+                    if self.mirror_failed.insert(u) {
+                        warn!(domain = %name, "machine control: domain {name}: cannot record readiness in its metadata: {}", f.msg);
+                    }
+                }
+            }
         }
     }
 
@@ -236,7 +296,7 @@ fn prepare_dir(dir: &Path) -> std::io::Result<()> {
 }
 
 /// Run the service until SIGTERM/SIGINT; an error only when it cannot start at all.
-pub fn run(uri: &str, ctl: Control) -> Result<(), String> {
+pub fn run(uri: &str, ctl: Control, state_dir: &Path) -> Result<(), String> {
     let pid_file = ctl.pid_file();
     let dir = &ctl.socket_dir;
     prepare_dir(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
@@ -248,7 +308,8 @@ pub fn run(uri: &str, ctl: Control) -> Result<(), String> {
         .build()
         .map_err(|e| format!("tokio runtime: {e}"))?;
     let local = tokio::task::LocalSet::new();
-    let r = local.block_on(&rt, serve(uri.to_string(), ctl, &pid_file));
+    let store = Store::new(state_dir);
+    let r = local.block_on(&rt, serve(uri.to_string(), ctl, store, &pid_file));
     let _ = std::fs::remove_file(&pid_file);
     r
 }
@@ -261,7 +322,7 @@ fn write_pid(path: &Path) {
     }
 }
 
-async fn serve(uri: String, ctl: Control, pid_file: &Path) -> Result<(), String> {
+async fn serve(uri: String, ctl: Control, store: Store, pid_file: &Path) -> Result<(), String> {
     use tokio::signal::unix::{signal, SignalKind};
     let mut term = signal(SignalKind::terminate()).map_err(|e| e.to_string())?;
     let mut int = signal(SignalKind::interrupt()).map_err(|e| e.to_string())?;
@@ -270,6 +331,9 @@ async fn serve(uri: String, ctl: Control, pid_file: &Path) -> Result<(), String>
         ctl,
         conn: Arc::new(Mutex::new(None)),
         served: HashMap::new(),
+        store,
+        mirrored: HashMap::new(),
+        mirror_failed: BTreeSet::new(),
     };
     let mut notified = false;
     let mut backoff = Duration::from_millis(250);
@@ -316,8 +380,11 @@ async fn serve(uri: String, ctl: Control, pid_file: &Path) -> Result<(), String>
         // now and then too (one libvirt list call).
         let mut tick = tokio::time::interval(RECONCILE_EVERY);
         tick.tick().await;
+        let mut mirror_tick = tokio::time::interval(MIRROR_EVERY);
+        mirror_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
+                _ = mirror_tick.tick() => svc.mirror().await,
                 _ = tick.tick() => {
                     if let Err(f) = svc.reconcile().await {
                         warn!("machine control: listing domains: {}", f.msg);
