@@ -51,7 +51,11 @@ fi
 
 # nothing of ours may be left: no nspawn (lab-up refuses to start beside another one, so any
 # is ours), no process in the container's PID namespace, no process in nspawn's cgroups
+# (a host of the two-host lab: only an nspawn started from its own cgroup is its)
 for p in $(pgrep -x systemd-nspawn || true); do
+  if [ -n "$LAB_HOST" ] && [ "$(lab_nspawn_parent "$p" || true)" != "$LAB_CGROUP" ] && [ "$p" != "$P" ]; then
+    continue
+  fi
   lab_log "LEFT BEHIND: systemd-nspawn pid $p ($(tr '\0' ' ' < "/proc/$p/cmdline"))"; rc=1
 done
 NS=$(cat "$STATE/pidns" 2>/dev/null || true)
@@ -63,8 +67,10 @@ if [ -n "$NS" ]; then
   done
 fi
 # nspawn's cgroups under the host's root (hybrid host: cgroup2 and the name=systemd v1
-# hierarchy): they must be empty now; remove them, deepest first
+# hierarchy), or under the host's own cgroup in the two-host lab: they must be empty now;
+# remove them, deepest first
 for top in "$(lab_cg2)" /sys/fs/cgroup/systemd; do
+  top=$top${LAB_CGROUP:+/$LAB_CGROUP}
   for cg in "$top/payload" "$top/supervisor"; do
     [ -d "$cg" ] || continue
     while read -r d; do
@@ -76,6 +82,18 @@ for top in "$(lab_cg2)" /sys/fs/cgroup/systemd; do
     done < <(find "$cg" -depth -type d)
   done
 done
+if [ -n "$LAB_CGROUP" ]; then
+  for top in "$(lab_cg2)" /sys/fs/cgroup/systemd; do
+    [ -d "$top/$LAB_CGROUP" ] || continue
+    if [ -s "$top/$LAB_CGROUP/cgroup.procs" ]; then
+      lab_log "LEFT BEHIND in $top/$LAB_CGROUP: $(tr '\n' ' ' < "$top/$LAB_CGROUP/cgroup.procs")"; rc=1
+    else
+      rmdir "$top/$LAB_CGROUP" 2>/dev/null || { lab_log "cannot remove $top/$LAB_CGROUP"; rc=1; }
+    fi
+  done
+  # this host's /run/libvirt (sockets, pid files) lived in the pair's directory
+  { [ -z "$P" ] || [ ! -d "/proc/$P" ]; } && rm -rf "${LAB_PAIR:?}/$LAB_HOST"
+fi
 rm -f "$STATE/nspawn.pid" "$STATE/leader.pid" "$STATE/pidns" "$STATE/cgroups"
 
 if [ "${1:-}" = --purge ]; then
