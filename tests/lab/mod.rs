@@ -15,6 +15,7 @@
 
 #[path = "../common/bins.rs"]
 mod bins;
+pub mod pair;
 pub mod vsock;
 
 use std::fs;
