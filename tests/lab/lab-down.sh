@@ -25,6 +25,8 @@ if L=$(lab_leader); then
       [ -n "$NS" ] && [ "$(readlink "$d/ns/pid" 2>/dev/null)" = "$NS" ] || continue
       lab_log "  pid ${d#/proc/} $(cut -d' ' -f3 "$d/stat" 2>/dev/null) $(cat "$d/comm" 2>/dev/null) wchan=$(cat "$d/wchan" 2>/dev/null)"
     done
+    lab_log "  nspawn $P: state $(cut -d' ' -f3 "/proc/$P/stat" 2>/dev/null) wchan=$(cat "/proc/$P/wchan" 2>/dev/null) children: $(pgrep -P "$P" | tr '\n' ' ')"
+    for t in /proc/"$P"/task/*; do lab_log "  nspawn task ${t##*/}: $(tr '\n' '|' < "$t/stack" 2>/dev/null | cut -c1-300)"; done
     kill -KILL "$L" 2>/dev/null
     for _ in $(seq 1 100); do [ -d "/proc/$P" ] || break; sleep 0.1; done
     [ -d "/proc/$P" ] && { kill -KILL "$P" 2>/dev/null; sleep 0.5; }

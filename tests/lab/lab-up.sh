@@ -78,9 +78,12 @@ if [ $ROOTFS_ONLY = 1 ]; then trap - EXIT; exit 0; fi
 # ---------------------------------------------------------------- host cgroup2 toggle
 CG2=$(lab_cg2)
 if [ -n "$LAB_HOST" ]; then
-  # The pair's nspawns start from cgroups of their own, which enable no controller for their
-  # children: libvirt finds no usable cgroup inside, whatever the host's root has.
-  [ "$LAB_LIBVIRT_CGROUPS" = 0 ] || lab_die "LAB_LIBVIRT_CGROUPS=1 is not supported in the two-host lab"
+  # The pair's nspawns start from cgroups of their own: the toggle is the host's root (set
+  # by pair-up.sh) plus this host's own cgroup (after boot, below). Without it there, libvirt
+  # finds no usable cgroup inside, whatever the host's root has.
+  if [ "$LAB_LIBVIRT_CGROUPS" = 1 ] && ! grep -qw hugetlb "$CG2/cgroup.subtree_control"; then
+    lab_die "LAB_LIBVIRT_CGROUPS=1: hugetlb is not enabled in $CG2 (pair-up.sh does that)"
+  fi
 else
   if [ ! -e "$STATE/cgroup.orig" ]; then
     if grep -qw hugetlb "$CG2/cgroup.subtree_control"; then echo 1; else echo 0; fi > "$STATE/cgroup.orig"
@@ -103,7 +106,16 @@ if [ -n "$LAB_HOST" ]; then
   # the pair's shared directory, and this host's /run/libvirt where the other host sees it
   mkdir -p "$LAB_PAIR/mig" "$LAB_PAIR/$LAB_HOST/libvirt"
   chmod 1777 "$LAB_PAIR/mig"   # QEMU (libvirt-qemu) creates and opens the migration sockets
-  extra=(--bind="$LAB_PAIR:$CT_PAIR" --bind="$LAB_PAIR/$LAB_HOST/libvirt:/run/libvirt")
+  # Migration needs hosts that libvirt tells apart: its host UUID (default: SMBIOS, the same
+  # in both containers) and, for the logs, the hostname (the cached root has one). Given at
+  # boot, as files over the root's: socket activation may start libvirtd early.
+  mkdir -p "$LAB_PAIR/$LAB_HOST/etc"
+  uuid=$(printf '%s' "$MACHINE" | md5sum | sed -E 's/^(.{8})(.{4})(.{4})(.{4})(.{12}).*/\1-\2-\3-\4-\5/')
+  { cat "$ROOT/etc/libvirt/libvirtd.conf"; echo "host_uuid = \"$uuid\""; } > "$LAB_PAIR/$LAB_HOST/etc/libvirtd.conf"
+  echo "$MACHINE" > "$LAB_PAIR/$LAB_HOST/etc/hostname"
+  extra=(--bind="$LAB_PAIR:$CT_PAIR" --bind="$LAB_PAIR/$LAB_HOST/libvirt:/run/libvirt"
+         --bind-ro="$LAB_PAIR/$LAB_HOST/etc/libvirtd.conf:/etc/libvirt/libvirtd.conf"
+         --bind-ro="$LAB_PAIR/$LAB_HOST/etc/hostname:/etc/hostname")
   for top in "$CG2" /sys/fs/cgroup/systemd; do
     [ "$top" = "$CG2" ] || [ -e "$top/cgroup.procs" ] || continue
     mkdir -p "$top/$LAB_CGROUP"
@@ -139,16 +151,14 @@ if [ "$st" != running ]; then
   [ "$st" = degraded ] || lab_die "container did not finish booting ($st)"
 fi
 
-if [ -n "$LAB_HOST" ]; then
-  # Migration needs hosts that libvirt tells apart: its host UUID (default: SMBIOS, the same
-  # in both containers) and, for the logs, the hostname (the cached root has one).
-  uuid=$(printf '%s' "$MACHINE" | md5sum | sed -E 's/^(.{8})(.{4})(.{4})(.{4})(.{12}).*/\1-\2-\3-\4-\5/')
-  ct sh -c "hostname '$MACHINE' && echo 'host_uuid = \"$uuid\"' >> /etc/libvirt/libvirtd.conf"
-  # socket activation may have started libvirtd already: it must read the new host UUID
-  ct systemctl restart libvirtd.service
-else
-  ct systemctl start libvirtd.service
+if [ -n "$LAB_HOST" ] && [ "$LAB_LIBVIRT_CGROUPS" = 1 ]; then
+  # hugetlb for the container, in this host's own cgroup: only now, as nspawn has left it
+  # for 'supervisor' (a cgroup with processes cannot enable controllers for its children);
+  # systemd inside learns of it by re-executing. libvirt looks at each domain start.
+  echo +hugetlb > "$CG2/$LAB_CGROUP/cgroup.subtree_control"
+  ct systemctl daemon-reexec
 fi
+ct systemctl start libvirtd.service
 for _ in $(seq 1 100); do ct virsh -q version >/dev/null 2>&1 && break; sleep 0.1; done
 ct virsh -q version >/dev/null || lab_die "libvirtd does not answer"
 ct busctl call org.freedesktop.machine1 /org/freedesktop/machine1 \

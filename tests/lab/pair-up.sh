@@ -19,6 +19,17 @@ trap 'rc=$?; if [ $rc != 0 ]; then echo "pair-up failed (exit $rc): tearing down
 if [ "${LAB_FRESH:-0}" = 1 ] || [ -e "$LAB_PAIR" ]; then "$LAB_SRC/pair-down.sh" >&2; fi
 # the rootfs once, before the hosts boot from it side by side (a no-op when cached)
 LAB_HOST=a "$LAB_SRC/lab-up.sh" --rootfs-only
+# LAB_LIBVIRT_CGROUPS=1: hugetlb in the host's root, for both hosts (each enables it in its own
+# cgroup); pair-down.sh puts the root back once both are down
+CG2=$(lab_cg2)
+mkdir -p "$STATE-pair"
+if [ ! -e "$STATE-pair/cgroup.orig" ]; then
+  if grep -qw hugetlb "$CG2/cgroup.subtree_control"; then echo 1; else echo 0; fi > "$STATE-pair/cgroup.orig"
+fi
+if [ "${LAB_LIBVIRT_CGROUPS:-0}" = 1 ]; then
+  grep -qw hugetlb "$CG2/cgroup.controllers" || lab_die "no hugetlb controller in $CG2: LAB_LIBVIRT_CGROUPS=1 cannot work here"
+  echo +hugetlb > "$CG2/cgroup.subtree_control"
+fi
 mkdir -p "$LAB_PAIR"
 pids=()
 for h in a b; do
