@@ -14,7 +14,7 @@
 mod lab;
 
 use lab::pair::Pair;
-use lab::{ct_bin, Domain, Lab};
+use lab::{ct_bin, Domain, Lab, Options};
 use serde_json::Value;
 use std::process::Output;
 use std::time::Duration;
@@ -120,6 +120,14 @@ fn machine(lab: &Lab) -> Option<(u32, String, String, String)> {
     Some((leader, id, unquote(prop("Service")), unquote(prop("Class"))))
 }
 
+/// Every machine machined knows on that host (libvirt's own `qemu-N-NAME` included).
+fn machines(lab: &Lab) -> Vec<String> {
+    lab.run(&["machinectl", "list", "--no-legend", "--no-pager"])
+        .lines()
+        .filter_map(|l| l.split_whitespace().next().map(str::to_string))
+        .collect()
+}
+
 /// Files of this domain in the hook's state directory (state, readiness).
 fn state_files(lab: &Lab) -> Vec<String> {
     lab.sh(&format!(
@@ -159,6 +167,7 @@ fn runs_on(step: &str, here: &Lab, there: &Lab) -> u32 {
         ),
         "{step}: the machine on the host the domain runs on"
     );
+    assert_eq!(machines(here), [NAME], "{step}: libvirt's machine replaced");
     assert_eq!(
         state_files(here),
         [format!("/run/virt-systemd/domains/{UUID}.json")],
@@ -166,6 +175,7 @@ fn runs_on(step: &str, here: &Lab, there: &Lab) -> u32 {
     );
     assert_eq!(qemu_pid(there), None, "{step}: QEMU on the other host");
     assert_eq!(machine(there), None, "{step}: machine on the other host");
+    assert_eq!(machines(there), Vec::<String>::new(), "{step}: other host");
     assert_eq!(
         state_files(there),
         Vec::<String>::new(),
@@ -243,8 +253,8 @@ fn failed_midway(a: &Lab, b: &Lab, what: &str, break_it: impl FnOnce()) -> Vec<S
     calls(b)
 }
 
-fn session(suite: &str) {
-    let Some(pair) = Pair::up(suite) else {
+fn session(suite: &str, libvirt_cgroups: bool) {
+    let Some(pair) = Pair::up_with(Options::new(suite).libvirt_cgroups(libvirt_cgroups)) else {
         return;
     };
     let t0 = std::time::Instant::now();
@@ -349,7 +359,7 @@ fn session(suite: &str) {
         "destroy on b"
     );
     for lab in [a, b] {
-        assert_eq!(machine(lab), None);
+        assert_eq!(machines(lab), Vec::<String>::new());
         assert_eq!(state_files(lab), Vec::<String>::new());
         assert_eq!(qemu_pid(lab), None);
     }
@@ -362,24 +372,32 @@ fn session(suite: &str) {
         );
     }
     lab::announce(&format!(
-        "lab pair {suite}: migration test body {:.1} s",
+        "lab pair {suite} (libvirt cgroups: {libvirt_cgroups}): migration test body {:.1} s",
         t0.elapsed().as_secs_f64()
     ));
     pair.down()
         .expect("both hosts torn down, nothing left behind");
 }
 
+/// libvirt without usable cgroups: QEMU in libvirtd.service, the hook creates its scope.
 #[test]
 fn migrate_trixie() {
-    session("trixie");
+    session("trixie", false);
+}
+
+/// libvirt with cgroups, as on most hosts: libvirt registers `qemu-N-NAME` on the
+/// destination too, and the hook takes its place there.
+#[test]
+fn migrate_trixie_libvirt_cgroups() {
+    session("trixie", true);
 }
 
 #[test]
 fn migrate_bookworm() {
-    session("bookworm");
+    session("bookworm", false);
 }
 
 #[test]
 fn migrate_sid() {
-    session("sid");
+    session("sid", false);
 }

@@ -51,8 +51,16 @@ impl Pair {
     /// opted out (`VIRT_SYSTEMD_LAB=skip` outside CI), as [`Lab::up`]. Without `LAB_SUITES`
     /// only [`PAIR_DEFAULT_SUITE`] runs: a pair session is the costliest lab session.
     pub fn up(suite: &str) -> Option<Pair> {
-        let opts = Options::new(suite);
-        let what = format!("lab pair {}", opts.suite);
+        Self::up_with(Options::new(suite))
+    }
+
+    /// [`Pair::up`] with options: `libvirt_cgroups` holds for both hosts (`by_default` is
+    /// not used: see [`PAIR_DEFAULT_SUITE`]).
+    pub fn up_with(opts: Options) -> Option<Pair> {
+        let what = format!(
+            "lab pair {} (LAB_LIBVIRT_CGROUPS={})",
+            opts.suite, opts.libvirt_cgroups as u8
+        );
         let default = std::env::var("LAB_SUITES").map_or(true, |v| v.trim().is_empty());
         let selected = if default {
             opts.suite == PAIR_DEFAULT_SUITE
@@ -110,7 +118,10 @@ impl Pair {
             ("SUITE", opts.suite.clone()),
             ("LAB_DIR", lab_dir.display().to_string()),
             ("LAB_BIN_DIR", bin_dir().display().to_string()),
-            ("LAB_LIBVIRT_CGROUPS", "0".to_string()),
+            (
+                "LAB_LIBVIRT_CGROUPS",
+                (opts.libvirt_cgroups as u8).to_string(),
+            ),
             ("LAB_LOCK", lock.clone()),
             ("LAB_LOCK_HELD", "1".to_string()),
             ("LAB_FRESH", "1".to_string()),
