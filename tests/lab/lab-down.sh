@@ -17,8 +17,8 @@ if L=$(lab_leader); then
     ct timeout 20 virsh destroy "$d" >/dev/null 2>&1 && lab_log "destroyed domain $d"
   done
   ct systemctl poweroff >/dev/null 2>&1 || true
-  for _ in $(seq 1 300); do [ -d "/proc/$P" ] || break; sleep 0.1; done
-  if [ -d "/proc/$P" ]; then
+  for _ in $(seq 1 300); do lab_alive "$P" || break; sleep 0.1; done
+  if lab_alive "$P"; then
     lab_log "container did not power off in 30 s: killing its PID 1; what was left:"
     NS=$(cat "$STATE/pidns" 2>/dev/null || true)
     for d in /proc/[0-9]*; do
@@ -28,11 +28,11 @@ if L=$(lab_leader); then
     lab_log "  nspawn $P: state $(cut -d' ' -f3 "/proc/$P/stat" 2>/dev/null) wchan=$(cat "/proc/$P/wchan" 2>/dev/null) children: $(pgrep -P "$P" | tr '\n' ' ')"
     for t in /proc/"$P"/task/*; do lab_log "  nspawn task ${t##*/}: $(tr '\n' '|' < "$t/stack" 2>/dev/null | cut -c1-300)"; done
     kill -KILL "$L" 2>/dev/null
-    for _ in $(seq 1 100); do [ -d "/proc/$P" ] || break; sleep 0.1; done
-    [ -d "/proc/$P" ] && { kill -KILL "$P" 2>/dev/null; sleep 0.5; }
+    for _ in $(seq 1 100); do lab_alive "$P" || break; sleep 0.1; done
+    lab_alive "$P" && { kill -KILL "$P" 2>/dev/null; sleep 0.5; }
   fi
   lab_log "container stopped"
-elif [ -n "$P" ] && [ -d "/proc/$P" ] && [ "$(cat "/proc/$P/comm" 2>/dev/null)" = systemd-nspawn ]; then
+elif [ -n "$P" ] && lab_alive "$P" && [ "$(cat "/proc/$P/comm" 2>/dev/null)" = systemd-nspawn ]; then
   lab_log "nspawn $P without a container PID 1: killing it"
   kill -KILL "$P"; sleep 0.5
 fi
@@ -54,7 +54,7 @@ fi
 # nothing of ours may be left: no nspawn (lab-up refuses to start beside another one, so any
 # is ours), no process in the container's PID namespace, no process in nspawn's cgroups
 # (a host of the two-host lab: only an nspawn started from its own cgroup is its)
-for p in $(pgrep -x systemd-nspawn || true); do
+for p in $(lab_nspawns); do
   if [ -n "$LAB_HOST" ] && [ "$(lab_nspawn_parent "$p" || true)" != "$LAB_CGROUP" ] && [ "$p" != "$P" ]; then
     continue
   fi
@@ -94,7 +94,7 @@ if [ -n "$LAB_CGROUP" ]; then
     fi
   done
   # this host's /run/libvirt (sockets, pid files) lived in the pair's directory
-  { [ -z "$P" ] || [ ! -d "/proc/$P" ]; } && rm -rf "${LAB_PAIR:?}/$LAB_HOST"
+  { [ -z "$P" ] || ! lab_alive "$P"; } && rm -rf "${LAB_PAIR:?}/$LAB_HOST"
 fi
 rm -f "$STATE/nspawn.pid" "$STATE/leader.pid" "$STATE/pidns" "$STATE/cgroups"
 

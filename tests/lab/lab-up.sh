@@ -55,7 +55,7 @@ elif lab_leader >/dev/null; then
 fi
 # one container on the host at a time; a host of the two-host lab only next to the other one
 # (started from a cgroup of its own, so their payload cgroups differ)
-for p in $( [ $ROOTFS_ONLY = 1 ] || pgrep -x systemd-nspawn || true); do
+for p in $( [ $ROOTFS_ONLY = 1 ] || lab_nspawns); do
   if [ -n "$LAB_HOST" ]; then
     parent=$(lab_nspawn_parent "$p" || true)
     case "$parent" in vsd-lab-$SUITE-[ab]) [ "$parent" != "$LAB_CGROUP" ] && continue;; esac

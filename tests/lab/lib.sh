@@ -68,6 +68,21 @@ lab_lock() {
 # The host cgroup2 hierarchy (pure v2 host, or the 'unified' part of a hybrid one).
 lab_cg2() { if [ -e /sys/fs/cgroup/cgroup.controllers ]; then echo /sys/fs/cgroup; else echo /sys/fs/cgroup/unified; fi; }
 
+# PID $1 exists and is not a zombie. This host's PID 1 reaps orphans late, at times 30 s after
+# they exited (seen: a powered-off container's nspawn in state Z all that time): a zombie is done.
+lab_alive() {
+  local s
+  s=$(sed -n 's/^State:[[:space:]]*\([A-Z]\).*/\1/p' "/proc/$1/status" 2>/dev/null)
+  [ -n "$s" ] && [ "$s" != Z ] && [ "$s" != X ]
+}
+
+# PIDs of the systemd-nspawn processes that still run (zombies left out).
+lab_nspawns() {
+  local p
+  for p in $(pgrep -x systemd-nspawn || true); do lab_alive "$p" && echo "$p"; done
+  return 0
+}
+
 # The cgroup a running systemd-nspawn PID $1 was started from ("" for the host's root; nspawn
 # itself moved into 'supervisor' below it).
 lab_nspawn_parent() {
@@ -81,7 +96,7 @@ lab_nspawn_parent() {
 lab_leader() {
   local p c
   p=$(cat "$STATE/nspawn.pid" 2>/dev/null) || return 1
-  [ -n "$p" ] && [ -d "/proc/$p" ] && [ "$(cat "/proc/$p/comm" 2>/dev/null)" = systemd-nspawn ] || return 1
+  [ -n "$p" ] && lab_alive "$p" && [ "$(cat "/proc/$p/comm" 2>/dev/null)" = systemd-nspawn ] || return 1
   for c in $(pgrep -P "$p"); do
     [ "$(cat "/proc/$c/comm" 2>/dev/null)" = systemd ] && { echo "$c"; return 0; }
   done
