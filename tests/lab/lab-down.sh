@@ -17,7 +17,14 @@ if L=$(lab_leader); then
     ct timeout 20 virsh destroy "$d" >/dev/null 2>&1 && lab_log "destroyed domain $d"
   done
   ct systemctl poweroff >/dev/null 2>&1 || true
-  for _ in $(seq 1 300); do lab_alive "$P" || break; sleep 0.1; done
+  for i in $(seq 1 300); do
+    lab_alive "$P" || break
+    if [ "$i" = 100 ]; then
+      # slow: say what systemd inside is still doing
+      lab_log "container still powering off after 10 s: $(ct systemctl list-jobs --no-legend --no-pager 2>&1 | grep -v ' waiting' | tr '\n' ';' | cut -c1-600)"
+    fi
+    sleep 0.1
+  done
   if lab_alive "$P"; then
     lab_log "container did not power off in 30 s: killing its PID 1; what was left:"
     NS=$(cat "$STATE/pidns" 2>/dev/null || true)
