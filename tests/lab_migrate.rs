@@ -171,6 +171,15 @@ fn runs_on(step: &str, here: &Lab, there: &Lab) -> u32 {
         "{step}: the machine on the host the domain runs on"
     );
     assert_eq!(machines(here), [NAME], "{step}: libvirt's machine replaced");
+    // The hook's record of this host's registration.
+    let st: Value =
+        serde_json::from_slice(&here.read_file(&format!("/run/virt-systemd/domains/{UUID}.json")))
+            .expect("state file is JSON");
+    assert_eq!(
+        (&st["machine"], &st["registered"], &st["leader"]),
+        (&Value::from(NAME), &Value::from(true), &Value::from(pid)),
+        "{step}: state {st:#}"
+    );
     assert_eq!(
         state_files(here),
         [format!("/run/virt-systemd/domains/{UUID}.json")],
