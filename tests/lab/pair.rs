@@ -234,10 +234,7 @@ exec "$0/pair-down.sh" >> "$1" 2>&1"#;
             "lab pair {} up in {:.1} s ({})",
             opts.suite,
             pair.bring_up.as_secs_f64(),
-            fs::read_to_string(lab_dir.join(format!("state-{}-a/versions", opts.suite)))
-                .unwrap_or_default()
-                .trim()
-                .replace('\n', "; ")
+            pair.a.versions().replace('\n', "; ")
         ));
         Ok(pair)
     }
