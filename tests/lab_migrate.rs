@@ -10,7 +10,10 @@
 //! One pair session for all of it, per libvirt cgroup mode: without cgroups QEMU stays in
 //! libvirtd.service and the hook creates its scope; with them libvirt registers
 //! `qemu-N-NAME` on every start, the destination's included, and the hook takes its place.
-//! trixie runs by default; bookworm and sid with `LAB_SUITES` (see `lab/pair.rs`).
+//! trixie runs by default; bookworm and sid with `LAB_SUITES` (see `lab/pair.rs`). Where
+//! machined takes a control address (systemd ≥ 261: sid), the control service runs on both
+//! hosts and the domain's control socket must follow it too; `machinectl pause`/`resume` on
+//! the destination then act on the migrated domain.
 //! The guest has no vsock device (this host has no /dev/vhost-vsock), so no CID is checked.
 
 #[path = "lab/mod.rs"]
@@ -131,10 +134,11 @@ fn machines(lab: &Lab) -> Vec<String> {
         .collect()
 }
 
-/// Files of this domain in the hook's state directory (state, readiness).
+/// Files of this domain in the hook's state directory (state, readiness; the control
+/// socket is checked on its own).
 fn state_files(lab: &Lab) -> Vec<String> {
     lab.sh(&format!(
-        "find /run/virt-systemd -name '*{UUID}*' 2>/dev/null | sort"
+        "find /run/virt-systemd/domains -name '*{UUID}*' 2>/dev/null | sort"
     ))
     .lines()
     .map(str::to_string)
@@ -197,6 +201,56 @@ fn runs_on(step: &str, here: &Lab, there: &Lab) -> u32 {
     pid
 }
 
+/// This domain's control socket, served by virt-systemd-control.service (systemd ≥ 261).
+const CONTROL: &str = "/run/virt-systemd/control/7b3e2a9c-51d4-4f0e-8a6b-1c2d3e4f5a60";
+
+/// systemd's major version on that host.
+fn systemd_version(lab: &Lab) -> u32 {
+    let v = lab.run(&["systemctl", "--version"]);
+    v.split_whitespace()
+        .nth(1)
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("systemctl --version: {v}"))
+}
+
+/// The packaged control service, with the binary from the build tree (as lab_control.rs).
+fn start_control_service(lab: &Lab) {
+    let unit = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("packaging/systemd/virt-systemd-control.service"),
+    )
+    .expect("packaging/systemd/virt-systemd-control.service")
+    .replace(
+        "ExecStart=/usr/bin/virt-systemd ",
+        &format!("ExecStart={} ", ct_bin("virt-systemd")),
+    );
+    lab.write_file(
+        "/etc/systemd/system/virt-systemd-control.service",
+        unit.as_bytes(),
+        "644",
+    );
+    lab.sh("systemctl daemon-reload && systemctl start virt-systemd-control.service");
+}
+
+fn socket_exists(lab: &Lab) -> bool {
+    lab.exec(&["test", "-S", CONTROL]).status.success()
+}
+
+/// Where control sockets are served: the domain's socket is on `here` only, and answers.
+fn control_follows(step: &str, here: &Lab, there: &Lab) {
+    here.wait_for(&format!("{step}: the control socket here"), LONG, || {
+        socket_exists(here).then_some(())
+    });
+    there.wait_for(&format!("{step}: no control socket there"), LONG, || {
+        (!socket_exists(there)).then_some(())
+    });
+    let idl = here.run(&["varlinkctl", "introspect", CONTROL]);
+    assert!(
+        idl.contains("interface io.systemd.MachineInstance"),
+        "{step}: {idl}"
+    );
+}
+
 fn here_name(lab: &Lab) -> String {
     lab.run(&["hostname"]).trim().to_string()
 }
@@ -249,7 +303,7 @@ fn source_ok(lab: &Lab) -> Vec<String> {
 
 /// A slow migration a → b, failed by `break_it` once it is under way; the source keeps the
 /// VM (same QEMU, same registration), the destination has nothing. Returns b's hook calls.
-fn failed_midway(a: &Lab, b: &Lab, what: &str, break_it: impl FnOnce()) -> Vec<String> {
+fn failed_midway(a: &Lab, b: &Lab, ctl: bool, what: &str, break_it: impl FnOnce()) -> Vec<String> {
     let pid = qemu_pid(a).expect("running on a");
     let uri = Pair::uri("b");
     let mig = Pair::migrate_uri(NAME);
@@ -283,6 +337,9 @@ fn failed_midway(a: &Lab, b: &Lab, what: &str, break_it: impl FnOnce()) -> Vec<S
         (domstate(b) == "absent").then_some(())
     });
     assert_eq!(runs_on(what, a, b), pid, "{what}: a's QEMU was replaced");
+    if ctl {
+        control_follows(what, a, b);
+    }
     assert_eq!(calls(a), Vec::<String>::new(), "{what}: hook calls on a");
     calls(b)
 }
@@ -294,6 +351,9 @@ fn session(suite: &str, libvirt_cgroups: bool) {
     let t0 = std::time::Instant::now();
     let (a, b) = (&pair.a, &pair.b);
     let since = [a.now(), b.now()];
+    // systemd ≥ 261 (sid): the hook registers a control address, served by the control
+    // service on each host; it must follow the domain too.
+    let ctl = systemd_version(a) >= 261;
     for lab in [a, b] {
         lab.write_file(
             "/etc/libvirt/hooks/qemu.d/10-vsd-log",
@@ -301,7 +361,15 @@ fn session(suite: &str, libvirt_cgroups: bool) {
             "755",
         );
         lab.install_virt_systemd_hook(); // restarts libvirtd: both hooks read
+        if ctl {
+            start_control_service(lab);
+        }
     }
+    let follows = |step: &str, here: &Lab, there: &Lab| {
+        if ctl {
+            control_follows(step, here, there);
+        }
+    };
 
     // A persistent domain on a, enabled (virt-systemd's record in its metadata), started.
     let xml = Domain::tiny(NAME, UUID, SERIAL).xml();
@@ -311,6 +379,7 @@ fn session(suite: &str, libvirt_cgroups: bool) {
     assert_eq!(o.status.code(), Some(0), "enable: {}", text(&o));
     a.virsh(&["start", NAME]);
     runs_on("started on a", a, b);
+    follows("started on a", a, b);
     assert_eq!(
         calls(a),
         ["prepare begin -", "start begin -", "started begin -"],
@@ -322,6 +391,7 @@ fn session(suite: &str, libvirt_cgroups: bool) {
     let o = migrate(a, "b", &[]);
     assert!(o.status.success(), "a → b: {}", text(&o));
     runs_on("after a → b", b, a);
+    follows("after a → b", b, a);
     assert_eq!(domstate(a), "shut off", "a keeps the persistent definition");
     assert_eq!(calls(a), source_ok(a), "a → b: hook calls on the source");
     assert_eq!(calls(b), DEST_OK, "a → b: hook calls on the destination");
@@ -330,6 +400,7 @@ fn session(suite: &str, libvirt_cgroups: bool) {
     let o = migrate(b, "a", &["--p2p"]);
     assert!(o.status.success(), "b → a: {}", text(&o));
     runs_on("after b → a", a, b);
+    follows("after b → a", a, b);
     assert_eq!(domstate(b), "absent", "b had only the transient domain");
     assert_eq!(calls(b), source_ok(b), "b → a: hook calls on the source");
     assert_eq!(calls(a), DEST_OK, "b → a: hook calls on the destination");
@@ -346,11 +417,12 @@ fn session(suite: &str, libvirt_cgroups: bool) {
     );
     b.run(&["rm", REFUSE]);
     assert_eq!(runs_on("refused by b", a, b), pid);
+    follows("refused by b", a, b);
     assert_eq!(calls(a), Vec::<String>::new(), "refused: hook calls on a");
     assert_eq!(calls(b), ["migrate begin -"], "refused: hook calls on b");
 
     // Cancelled on the source while memory is being sent.
-    let on_b = failed_midway(a, b, "domjobabort", || {
+    let on_b = failed_midway(a, b, ctl, "domjobabort", || {
         a.virsh(&["domjobabort", NAME]);
     });
     let mut want: Vec<String> = DEST_OK.map(String::from).to_vec();
@@ -358,7 +430,7 @@ fn session(suite: &str, libvirt_cgroups: bool) {
     assert_eq!(on_b, want, "domjobabort: hook calls on b");
 
     // The destination's QEMU killed while memory is being sent.
-    let on_b = failed_midway(a, b, "destination QEMU killed", || {
+    let on_b = failed_midway(a, b, ctl, "destination QEMU killed", || {
         let pid = qemu_pid(b).expect("b's QEMU").to_string();
         b.run(&["kill", "-KILL", &pid]);
     });
@@ -370,6 +442,7 @@ fn session(suite: &str, libvirt_cgroups: bool) {
     let o = migrate(a, "b", &["--persistent", "--undefinesource"]);
     assert!(o.status.success(), "a → b --persistent: {}", text(&o));
     let pid = runs_on("after a → b --persistent --undefinesource", b, a);
+    follows("after a → b --persistent --undefinesource", b, a);
     assert_eq!(domstate(a), "absent", "--undefinesource");
     assert_eq!(
         calls(a),
@@ -389,6 +462,18 @@ fn session(suite: &str, libvirt_cgroups: bool) {
     assert_eq!(d["drift"], serde_json::json!([]), "{d:#}");
     assert_eq!(d["machine"]["leader"].to_string(), pid.to_string(), "{d:#}");
 
+    if ctl {
+        // machinectl on the destination acts on the migrated domain through its socket.
+        for (verb, want) in [("pause", "paused"), ("resume", "running")] {
+            let o = b.exec(&["machinectl", verb, NAME]);
+            assert!(o.status.success(), "machinectl {verb}: {}", text(&o));
+            b.wait_for(&format!("{want} after machinectl {verb}"), LONG, || {
+                (domstate(b) == want).then_some(())
+            });
+        }
+        assert_eq!(qemu_pid(b), Some(pid), "machinectl pause/resume kept QEMU");
+    }
+
     // Stopped on b: nothing left anywhere.
     b.virsh(&["destroy", NAME]);
     assert_eq!(
@@ -397,6 +482,11 @@ fn session(suite: &str, libvirt_cgroups: bool) {
         "destroy on b"
     );
     for lab in [a, b] {
+        if ctl {
+            lab.wait_for("no control socket", LONG, || {
+                (!socket_exists(lab)).then_some(())
+            });
+        }
         assert_eq!(machines(lab), Vec::<String>::new());
         assert_eq!(state_files(lab), Vec::<String>::new());
         assert_eq!(qemu_pid(lab), None);

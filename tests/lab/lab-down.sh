@@ -21,7 +21,7 @@ if L=$(lab_leader); then
     lab_alive "$P" || break
     if [ "$i" = 100 ]; then
       # slow: say what systemd inside is still doing
-      lab_log "container still powering off after 10 s: $(ct systemctl list-jobs --no-legend --no-pager 2>&1 | grep -v ' waiting' | tr '\n' ';' | cut -c1-600)"
+      lab_log "container still powering off after 10 s: $(ct timeout 3 systemctl list-jobs --no-legend --no-pager 2>&1 | grep -v ' waiting' | tr '\n' ';' | cut -c1-600)"
     fi
     sleep 0.1
   done
