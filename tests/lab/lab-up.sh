@@ -3,6 +3,7 @@
 # systemd-nspawn container (real dbus, systemd-machined, libvirtd, QEMU with TCG guests) on a
 # host that does not run systemd. Idempotent: a running lab of the same suite and settings is
 # reused; the root filesystem is cached under $LAB_DIR and rebuilt when rootfs.sh changes.
+# With LAB_HOST=a|b, one host of the two-host lab (see pair-up.sh and lib.sh).
 #
 # Knobs: see lib.sh. Leaves the lab running; tear it down with lab-down.sh (always: it also
 # puts the host's cgroup toggle back). Run one lab at a time: every nspawn started from the
@@ -15,8 +16,11 @@
 #   /opt/virt-systemd/images  $LAB_DIR/images (read-only): guest images built on the host
 #   /var/lib/libvirt/boot/  vmlinuz, kernel-config, modules/, tiny-initrd.img
 # The root is a volatile overlay: everything written in the container is gone after lab-down.
+# --rootfs-only: build (or check) the cached root filesystem, boot nothing.
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
+ROOTFS_ONLY=0
+[ "${1:-}" = --rootfs-only ] && ROOTFS_ONLY=1
 [ "$(id -u)" = 0 ] || lab_die "must run as root"
 mkdir -p "$LAB_DIR" "$STATE"
 : > "$STATE/timings.log"
@@ -38,7 +42,9 @@ lab_need_mirror
 KEY="$(sha256sum < "$LAB_SRC/rootfs.sh" | cut -d' ' -f1) $SUITE $MIRROR"
 
 # ---------------------------------------------------------------- already running?
-if lab_leader >/dev/null; then
+if [ $ROOTFS_ONLY = 1 ]; then
+  :
+elif lab_leader >/dev/null; then
   if [ "${LAB_FRESH:-0}" != 1 ] && [ "$(cat "$STATE/cgroups" 2>/dev/null)" = "$LAB_LIBVIRT_CGROUPS" ] \
      && [ "$(cat "$ROOT/.lab-recipe" 2>/dev/null)" = "$KEY" ]; then
     lab_log "lab already running (leader $(lab_leader)), reusing it"
@@ -47,8 +53,13 @@ if lab_leader >/dev/null; then
   lab_log "lab running with other settings (or LAB_FRESH=1): restarting it"
   LAB_LOCK_HELD=1 "$LAB_SRC/lab-down.sh"
 fi
-# one container on the host at a time
-for p in $(pgrep -x systemd-nspawn || true); do
+# one container on the host at a time; a host of the two-host lab only next to the other one
+# (started from a cgroup of its own, so their payload cgroups differ)
+for p in $( [ $ROOTFS_ONLY = 1 ] || lab_nspawns); do
+  if [ -n "$LAB_HOST" ]; then
+    parent=$(lab_nspawn_parent "$p" || true)
+    case "$parent" in vsd-lab-$SUITE-[ab]) [ "$parent" != "$LAB_CGROUP" ] && continue;; esac
+  fi
   lab_die "another systemd-nspawn is running (pid $p: $(tr '\0' ' ' < "/proc/$p/cmdline")); stop it first (its lab-down.sh)"
 done
 
@@ -62,17 +73,27 @@ if [ "$(cat "$ROOT/.lab-recipe" 2>/dev/null)" != "$KEY" ]; then
 else
   lab_log "cached rootfs ok ($ROOT)"
 fi
+if [ $ROOTFS_ONLY = 1 ]; then trap - EXIT; exit 0; fi
 
 # ---------------------------------------------------------------- host cgroup2 toggle
 CG2=$(lab_cg2)
-if [ ! -e "$STATE/cgroup.orig" ]; then
-  if grep -qw hugetlb "$CG2/cgroup.subtree_control"; then echo 1; else echo 0; fi > "$STATE/cgroup.orig"
-fi
-if [ "$LAB_LIBVIRT_CGROUPS" = 1 ]; then
-  grep -qw hugetlb "$CG2/cgroup.controllers" || lab_die "no hugetlb controller in $CG2: LAB_LIBVIRT_CGROUPS=1 cannot work here"
-  echo +hugetlb > "$CG2/cgroup.subtree_control"
+if [ -n "$LAB_HOST" ]; then
+  # The pair's nspawns start from cgroups of their own: the toggle is the host's root (set
+  # by pair-up.sh) plus this host's own cgroup (after boot, below). Without it there, libvirt
+  # finds no usable cgroup inside, whatever the host's root has.
+  if [ "$LAB_LIBVIRT_CGROUPS" = 1 ] && ! grep -qw hugetlb "$CG2/cgroup.subtree_control"; then
+    lab_die "LAB_LIBVIRT_CGROUPS=1: hugetlb is not enabled in $CG2 (pair-up.sh does that)"
+  fi
 else
-  echo -hugetlb > "$CG2/cgroup.subtree_control" 2>/dev/null || true
+  if [ ! -e "$STATE/cgroup.orig" ]; then
+    if grep -qw hugetlb "$CG2/cgroup.subtree_control"; then echo 1; else echo 0; fi > "$STATE/cgroup.orig"
+  fi
+  if [ "$LAB_LIBVIRT_CGROUPS" = 1 ]; then
+    grep -qw hugetlb "$CG2/cgroup.controllers" || lab_die "no hugetlb controller in $CG2: LAB_LIBVIRT_CGROUPS=1 cannot work here"
+    echo +hugetlb > "$CG2/cgroup.subtree_control"
+  else
+    echo -hugetlb > "$CG2/cgroup.subtree_control" 2>/dev/null || true
+  fi
 fi
 echo "$LAB_LIBVIRT_CGROUPS" > "$STATE/cgroups"
 
@@ -80,13 +101,40 @@ echo "$LAB_LIBVIRT_CGROUPS" > "$STATE/cgroups"
 mkdir -p /run/systemd/nspawn "$LAB_BIN_DIR" "$LAB_DIR/images"
 rm -rf "/run/systemd/nspawn/propagate/$MACHINE"
 lab_log "booting container $MACHINE (LAB_LIBVIRT_CGROUPS=$LAB_LIBVIRT_CGROUPS)"
+extra=()
+if [ -n "$LAB_HOST" ]; then
+  # the pair's shared directory, and this host's /run/libvirt where the other host sees it
+  mkdir -p "$LAB_PAIR/mig" "$LAB_PAIR/$LAB_HOST/libvirt"
+  chmod 1777 "$LAB_PAIR/mig"   # QEMU (libvirt-qemu) creates and opens the migration sockets
+  # Migration needs hosts that libvirt tells apart: its host UUID (default: SMBIOS, the same
+  # in both containers) and, for the logs, the hostname (the cached root has one). Given at
+  # boot, as files over the root's: socket activation may start libvirtd early.
+  mkdir -p "$LAB_PAIR/$LAB_HOST/etc"
+  uuid=$(printf '%s' "$MACHINE" | md5sum | sed -E 's/^(.{8})(.{4})(.{4})(.{4})(.{12}).*/\1-\2-\3-\4-\5/')
+  { cat "$ROOT/etc/libvirt/libvirtd.conf"; echo "host_uuid = \"$uuid\""; } > "$LAB_PAIR/$LAB_HOST/etc/libvirtd.conf"
+  echo "$MACHINE" > "$LAB_PAIR/$LAB_HOST/etc/hostname"
+  extra=(--bind="$LAB_PAIR:$CT_PAIR" --bind="$LAB_PAIR/$LAB_HOST/libvirt:/run/libvirt"
+         --bind-ro="$LAB_PAIR/$LAB_HOST/etc/libvirtd.conf:/etc/libvirt/libvirtd.conf"
+         --bind-ro="$LAB_PAIR/$LAB_HOST/etc/hostname:/etc/hostname")
+  for top in "$CG2" /sys/fs/cgroup/systemd; do
+    [ "$top" = "$CG2" ] || [ -e "$top/cgroup.procs" ] || continue
+    mkdir -p "$top/$LAB_CGROUP"
+  done
+fi
 # fd 9 (the lock) must not live on in the container
-SYSTEMD_NSPAWN_UNIFIED_HIERARCHY=1 setsid systemd-nspawn \
-  -D "$ROOT" -M "$MACHINE" --register=no --keep-unit --console=passive \
-  --volatile=overlay --private-network \
-  --bind-ro="$LAB_BIN_DIR:$CT_BIN" --bind-ro="$LAB_SRC:/opt/virt-systemd/lab" \
-  --bind-ro="$LAB_DIR/images:/opt/virt-systemd/images" \
-  -b > "$STATE/nspawn.log" 2>&1 < /dev/null 9>&- &
+(
+  if [ -n "$LAB_HOST" ]; then
+    for top in "$CG2" /sys/fs/cgroup/systemd; do
+      [ -d "$top/$LAB_CGROUP" ] && echo "$BASHPID" > "$top/$LAB_CGROUP/cgroup.procs"
+    done
+  fi
+  SYSTEMD_NSPAWN_UNIFIED_HIERARCHY=1 exec setsid systemd-nspawn \
+    -D "$ROOT" -M "$MACHINE" --register=no --keep-unit --console=passive \
+    --volatile=overlay --private-network \
+    --bind-ro="$LAB_BIN_DIR:$CT_BIN" --bind-ro="$LAB_SRC:/opt/virt-systemd/lab" \
+    --bind-ro="$LAB_DIR/images:/opt/virt-systemd/images" "${extra[@]}" \
+    -b > "$STATE/nspawn.log" 2>&1 < /dev/null 9>&-
+) &
 echo $! > "$STATE/nspawn.pid"
 for _ in $(seq 1 200); do lab_leader >/dev/null && break; sleep 0.1; done
 L=$(lab_leader) || { cat "$STATE/nspawn.log" >&2; lab_die "container did not start"; }
@@ -103,6 +151,13 @@ if [ "$st" != running ]; then
   [ "$st" = degraded ] || lab_die "container did not finish booting ($st)"
 fi
 
+if [ -n "$LAB_HOST" ] && [ "$LAB_LIBVIRT_CGROUPS" = 1 ]; then
+  # hugetlb for the container, in this host's own cgroup: only now, as nspawn has left it
+  # for 'supervisor' (a cgroup with processes cannot enable controllers for its children);
+  # systemd inside learns of it by re-executing. libvirt looks at each domain start.
+  echo +hugetlb > "$CG2/$LAB_CGROUP/cgroup.subtree_control"
+  ct systemctl daemon-reexec
+fi
 ct systemctl start libvirtd.service
 for _ in $(seq 1 100); do ct virsh -q version >/dev/null 2>&1 && break; sleep 0.1; done
 ct virsh -q version >/dev/null || lab_die "libvirtd does not answer"
@@ -117,4 +172,4 @@ ct sh -c 'echo "systemd: $(systemctl --version | head -1)"; echo "libvirt: $(lib
   > "$STATE/versions" 2>&1 || true
 lab_log "lab ready: $(tr '\n' ';' < "$STATE/versions")"
 trap - EXIT
-echo "lab up: run commands in it with: SUITE=$SUITE $LAB_SRC/ct.sh CMD..."
+echo "lab up: run commands in it with: ${LAB_HOST:+LAB_HOST=$LAB_HOST }SUITE=$SUITE $LAB_SRC/ct.sh CMD..."

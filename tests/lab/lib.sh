@@ -15,6 +15,9 @@
 #                               helper does: a lab running when it gets the lock is stale)
 #   MIRROR                      Debian mirror for debootstrap (default: the one the host's apt
 #                               uses, from /etc/apt/sources.list{,.d/*.list,.d/*.sources})
+#   LAB_HOST=a|b                one host of the two-host lab (pair-up.sh sets it): its own
+#                               machine name, state directory and parent cgroup, and the pair's
+#                               shared directory; unset: the one-host lab
 
 LAB_SRC=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 REPO=$(cd "$LAB_SRC/../.." && pwd)
@@ -29,14 +32,30 @@ LAB_LOCK=${LAB_LOCK:-/run/lock/virt-systemd-lab.lock}
 ROOT=$LAB_DIR/root-$SUITE
 STATE=$LAB_DIR/state-$SUITE
 MACHINE=vsd-lab-$SUITE
+# The two-host lab (pair-up.sh): hosts a and b share the cached root (each boots its own
+# volatile overlay of it) and $LAB_PAIR, seen inside at $CT_PAIR: the migration sockets in
+# mig/, and each host's /run/libvirt at HOST/libvirt, so the other host reaches its libvirtd
+# socket. Each nspawn starts from a cgroup of its own, $LAB_CGROUP under the host's root:
+# nspawn puts the container in 'payload' next to its own cgroup, so two started from the same
+# cgroup would share one payload.
+LAB_HOST=${LAB_HOST:-}
+LAB_PAIR=$LAB_DIR/pair-$SUITE
+CT_PAIR=/srv/vsd-lab
+LAB_CGROUP=
+if [ -n "$LAB_HOST" ]; then
+  case "$LAB_HOST" in a|b) ;; *) echo "lab: unsupported LAB_HOST=$LAB_HOST (a, b)" >&2; exit 2;; esac
+  STATE=$LAB_DIR/state-$SUITE-$LAB_HOST
+  MACHINE=vsd-lab-$SUITE-$LAB_HOST
+  LAB_CGROUP=vsd-lab-$SUITE-$LAB_HOST
+fi
 # where the container sees the project's binaries
 CT_BIN=/opt/virt-systemd/bin
 CT_PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
 
-lab_log() { printf '[lab %s %6.1fs] %s\n' "$SUITE" "$(lab_elapsed)" "$*" | tee -a "$STATE/timings.log" >&2; }
+lab_log() { printf '[lab %s %6.1fs] %s\n' "$SUITE${LAB_HOST:+-$LAB_HOST}" "$(lab_elapsed)" "$*" | tee -a "$STATE/timings.log" >&2; }
 LAB_T0=$(date +%s%N)
 lab_elapsed() { echo "scale=1; ($(date +%s%N) - $LAB_T0) / 1000000000" | bc; }
-lab_die() { echo "lab $SUITE: ERROR: $*" >&2; exit 1; }
+lab_die() { echo "lab $SUITE${LAB_HOST:+-$LAB_HOST}: ERROR: $*" >&2; exit 1; }
 
 # Take the host-wide lab lock on fd 9 unless the caller holds it. Released when the script exits.
 lab_lock() {
@@ -49,11 +68,35 @@ lab_lock() {
 # The host cgroup2 hierarchy (pure v2 host, or the 'unified' part of a hybrid one).
 lab_cg2() { if [ -e /sys/fs/cgroup/cgroup.controllers ]; then echo /sys/fs/cgroup; else echo /sys/fs/cgroup/unified; fi; }
 
+# PID $1 exists and is not a zombie. This host's PID 1 reaps orphans late, at times 30 s after
+# they exited (seen: a powered-off container's nspawn in state Z all that time): a zombie is done.
+lab_alive() {
+  local s
+  s=$(sed -n 's/^State:[[:space:]]*\([A-Z]\).*/\1/p' "/proc/$1/status" 2>/dev/null)
+  [ -n "$s" ] && [ "$s" != Z ] && [ "$s" != X ]
+}
+
+# PIDs of the systemd-nspawn processes that still run (zombies left out).
+lab_nspawns() {
+  local p
+  for p in $(pgrep -x systemd-nspawn || true); do lab_alive "$p" && echo "$p"; done
+  return 0
+}
+
+# The cgroup a running systemd-nspawn PID $1 was started from ("" for the host's root; nspawn
+# itself moved into 'supervisor' below it).
+lab_nspawn_parent() {
+  local cg
+  cg=$(sed -n 's/^0:://p' "/proc/$1/cgroup" 2>/dev/null) || return 1
+  cg=${cg%/supervisor}
+  echo "${cg#/}"
+}
+
 # PID of the container's systemd (PID 1 inside), or fail.
 lab_leader() {
   local p c
   p=$(cat "$STATE/nspawn.pid" 2>/dev/null) || return 1
-  [ -n "$p" ] && [ -d "/proc/$p" ] && [ "$(cat "/proc/$p/comm" 2>/dev/null)" = systemd-nspawn ] || return 1
+  [ -n "$p" ] && lab_alive "$p" && [ "$(cat "/proc/$p/comm" 2>/dev/null)" = systemd-nspawn ] || return 1
   for c in $(pgrep -P "$p"); do
     [ "$(cat "/proc/$c/comm" 2>/dev/null)" = systemd ] && { echo "$c"; return 0; }
   done

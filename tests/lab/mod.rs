@@ -15,6 +15,7 @@
 
 #[path = "../common/bins.rs"]
 mod bins;
+pub mod pair;
 pub mod vsock;
 
 use std::fs;
@@ -326,9 +327,15 @@ exec "$0/lab-down.sh" >> "$1" 2>&1"#;
 
     /// Component versions as lab-up.sh recorded them.
     pub fn versions(&self) -> String {
+        // a host of the two-host lab (pair.rs) has a state directory of its own
+        let host = self
+            .env
+            .iter()
+            .find(|(k, _)| *k == "LAB_HOST")
+            .map_or(String::new(), |(_, h)| format!("-{h}"));
         let p = target_dir()
             .join("lab")
-            .join(format!("state-{}/versions", self.opts.suite));
+            .join(format!("state-{}{host}/versions", self.opts.suite));
         fs::read_to_string(p).unwrap_or_default().trim().to_string()
     }
 
