@@ -184,8 +184,11 @@ fn runs_on(step: &str, here: &Lab, there: &Lab) -> u32 {
         (&Value::from(NAME), &Value::from(true), &Value::from(pid)),
         "{step}: state {st:#}"
     );
+    // The state, and the guest's readiness where it reported (or it moved along).
+    let mut files = state_files(here);
+    files.retain(|f| *f != format!("/run/virt-systemd/domains/{UUID}.notify.json"));
     assert_eq!(
-        state_files(here),
+        files,
         [format!("/run/virt-systemd/domains/{UUID}.json")],
         "{step}"
     );
@@ -199,6 +202,40 @@ fn runs_on(step: &str, here: &Lab, there: &Lab) -> u32 {
     );
     assert_ne!(domstate(there), "running", "{step}: other host");
     pid
+}
+
+const READY_STATUS: &str = "vsd-mig guest ready";
+
+fn readiness_file() -> String {
+    format!("/run/virt-systemd/domains/{UUID}.notify.json")
+}
+
+/// The readiness the running domain carries in its live metadata (empty: none).
+fn carried(lab: &Lab) -> String {
+    lab.sh(&format!(
+        "virsh metadata {NAME} urn:virt-systemd:readiness:1 --live 2>/dev/null || true"
+    ))
+}
+
+/// The guest's readiness came along: the record is on `here`, `wait-ready` returns at once
+/// with its STATUS=, `status` shows it.
+fn ready_on(step: &str, here: &Lab) {
+    let w = here.exec(&[
+        &ct_bin("virt-systemd"),
+        "wait-ready",
+        NAME,
+        "--timeout",
+        "5",
+    ]);
+    assert!(w.status.success(), "{step}: wait-ready: {}", text(&w));
+    assert_eq!(
+        String::from_utf8_lossy(&w.stdout).trim(),
+        READY_STATUS,
+        "{step}"
+    );
+    let d = status(here);
+    assert_eq!(d["readiness"]["ready"], true, "{step}: {d:#}");
+    assert_eq!(d["readiness"]["ssh"], true, "{step}: {d:#}");
 }
 
 /// This domain's control socket, served by virt-systemd-control.service (systemd ≥ 261).
@@ -361,9 +398,8 @@ fn session(suite: &str, libvirt_cgroups: bool) {
             "755",
         );
         lab.install_virt_systemd_hook(); // restarts libvirtd: both hooks read
-        if ctl {
-            start_control_service(lab);
-        }
+                                         // Everywhere: it also carries readiness in the live metadata.
+        start_control_service(lab);
     }
     let follows = |step: &str, here: &Lab, there: &Lab| {
         if ctl {
@@ -387,11 +423,28 @@ fn session(suite: &str, libvirt_cgroups: bool) {
     );
     assert_eq!(calls(b), Vec::<String>::new());
 
+    // The guest reported readiness on a. It has no vsock device (a vhost-user vsock cannot
+    // migrate: QEMU refuses, "vhost-user backend lacks VHOST_USER_PROTOCOL_F_LOG_SHMFD"), so
+    // the record is written as the listener writes it; the control service copies it into
+    // the live metadata, which travels with the domain.
+    a.write_file(
+        &readiness_file(),
+        serde_json::json!({"ready": true, "status": READY_STATUS, "messages": 1,
+                           "units_active": ["ssh-access.target"], "updated": 1})
+        .to_string()
+        .as_bytes(),
+        "644",
+    );
+    a.wait_for("readiness in a's live metadata", LONG, || {
+        carried(a).contains(READY_STATUS).then_some(())
+    });
+
     // a → b, virsh driving both daemons (the default, non-p2p protocol).
     let o = migrate(a, "b", &[]);
     assert!(o.status.success(), "a → b: {}", text(&o));
     runs_on("after a → b", b, a);
     follows("after a → b", b, a);
+    ready_on("after a → b", b);
     assert_eq!(domstate(a), "shut off", "a keeps the persistent definition");
     assert_eq!(calls(a), source_ok(a), "a → b: hook calls on the source");
     assert_eq!(calls(b), DEST_OK, "a → b: hook calls on the destination");
@@ -401,6 +454,7 @@ fn session(suite: &str, libvirt_cgroups: bool) {
     assert!(o.status.success(), "b → a: {}", text(&o));
     runs_on("after b → a", a, b);
     follows("after b → a", a, b);
+    ready_on("after b → a", a);
     assert_eq!(domstate(b), "absent", "b had only the transient domain");
     assert_eq!(calls(b), source_ok(b), "b → a: hook calls on the source");
     assert_eq!(calls(a), DEST_OK, "b → a: hook calls on the destination");
@@ -443,6 +497,7 @@ fn session(suite: &str, libvirt_cgroups: bool) {
     assert!(o.status.success(), "a → b --persistent: {}", text(&o));
     let pid = runs_on("after a → b --persistent --undefinesource", b, a);
     follows("after a → b --persistent --undefinesource", b, a);
+    ready_on("after a → b --persistent", b);
     assert_eq!(domstate(a), "absent", "--undefinesource");
     assert_eq!(
         calls(a),
@@ -473,6 +528,30 @@ fn session(suite: &str, libvirt_cgroups: bool) {
         }
         assert_eq!(qemu_pid(b), Some(pid), "machinectl pause/resume kept QEMU");
     }
+
+    // A new boot on the destination: not ready until the guest says so again (the live
+    // metadata of a fresh start carries nothing).
+    b.virsh(&["destroy", NAME]);
+    b.virsh(&["start", NAME]);
+    runs_on("started again on b", b, a);
+    let w = b.exec(&[
+        &ct_bin("virt-systemd"),
+        "wait-ready",
+        NAME,
+        "--timeout",
+        "2",
+    ]);
+    assert_eq!(
+        w.status.code(),
+        Some(15),
+        "wait-ready after a new boot: {}",
+        text(&w)
+    );
+    assert!(
+        !carried(b).contains(READY_STATUS),
+        "a fresh start carries readiness"
+    );
+    calls(b);
 
     // Stopped on b: nothing left anywhere.
     b.virsh(&["destroy", NAME]);
