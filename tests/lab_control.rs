@@ -8,7 +8,7 @@
 mod lab;
 
 use lab::vsock::exists;
-use lab::{ct_bin, Domain, Lab, Options, CT_BOOT, CT_LAB, NEWEST_SUITE};
+use lab::{Domain, Lab, Options, CT_BOOT, CT_LAB, NEWEST_SUITE};
 use std::time::Duration;
 
 const NAME: &str = "ctl";
@@ -31,22 +31,7 @@ fn xml() -> String {
 
 fn setup(lab: &Lab) {
     lab.install_virt_systemd_hook();
-    // The packaged unit, with the binary from the build tree.
-    let unit = std::fs::read_to_string(
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("packaging/systemd/virt-systemd-control.service"),
-    )
-    .unwrap()
-    .replace(
-        "ExecStart=/usr/bin/virt-systemd ",
-        &format!("ExecStart={} ", ct_bin("virt-systemd")),
-    );
-    lab.write_file(
-        "/etc/systemd/system/virt-systemd-control.service",
-        unit.as_bytes(),
-        "644",
-    );
-    lab.sh("systemctl daemon-reload && systemctl start virt-systemd-control.service");
+    lab.start_control_service();
     lab.run(&[
         &format!("{CT_LAB}/guest/mkinitrd.sh"),
         &format!("{CT_BOOT}/button-initrd.img"),

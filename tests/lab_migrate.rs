@@ -250,25 +250,6 @@ fn systemd_version(lab: &Lab) -> u32 {
         .unwrap_or_else(|| panic!("systemctl --version: {v}"))
 }
 
-/// The packaged control service, with the binary from the build tree (as lab_control.rs).
-fn start_control_service(lab: &Lab) {
-    let unit = std::fs::read_to_string(
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("packaging/systemd/virt-systemd-control.service"),
-    )
-    .expect("packaging/systemd/virt-systemd-control.service")
-    .replace(
-        "ExecStart=/usr/bin/virt-systemd ",
-        &format!("ExecStart={} ", ct_bin("virt-systemd")),
-    );
-    lab.write_file(
-        "/etc/systemd/system/virt-systemd-control.service",
-        unit.as_bytes(),
-        "644",
-    );
-    lab.sh("systemctl daemon-reload && systemctl start virt-systemd-control.service");
-}
-
 fn socket_exists(lab: &Lab) -> bool {
     lab.exec(&["test", "-S", CONTROL]).status.success()
 }
@@ -399,7 +380,7 @@ fn session(suite: &str, libvirt_cgroups: bool) {
         );
         lab.install_virt_systemd_hook(); // restarts libvirtd: both hooks read
                                          // Everywhere: it also carries readiness in the live metadata.
-        start_control_service(lab);
+        lab.start_control_service();
     }
     let follows = |step: &str, here: &Lab, there: &Lab| {
         if ctl {

@@ -174,94 +174,13 @@ impl Lab {
     }
 
     fn start(opts: Options, one_lab: MutexGuard<'static, ()>) -> Result<Lab, String> {
-        let uid = fs::read_to_string("/proc/self/status")
-            .ok()
-            .and_then(|s| {
-                s.lines()
-                    .find(|l| l.starts_with("Uid:"))
-                    .and_then(|l| l.split_whitespace().nth(1).map(str::to_string))
-            })
-            .unwrap_or_default();
-        if uid != "0" {
-            return Err(format!(
-                "the lab needs root (uid is {uid}); set VIRT_SYSTEMD_LAB=skip to opt out outside CI"
-            ));
-        }
+        need_root()?;
         let lab_dir = target_dir().join("lab");
         let state = lab_dir.join(format!("state-{}", opts.suite));
         fs::create_dir_all(&state).map_err(|e| format!("{}: {e}", state.display()))?;
-        let lock = std::env::var("LAB_LOCK")
-            .unwrap_or_else(|_| "/run/lock/virt-systemd-lab.lock".to_string());
-        if let Some(dir) = Path::new(&lock).parent() {
-            let _ = fs::create_dir_all(dir);
-        }
-        let env = vec![
-            ("SUITE", opts.suite.clone()),
-            ("LAB_DIR", lab_dir.display().to_string()),
-            ("LAB_BIN_DIR", bin_dir().display().to_string()),
-            (
-                "LAB_LIBVIRT_CGROUPS",
-                (opts.libvirt_cgroups as u8).to_string(),
-            ),
-            ("LAB_LOCK", lock.clone()),
-            ("LAB_LOCK_HELD", "1".to_string()),
-            // a lab still running when we hold the lock was left by a killed session
-            ("LAB_FRESH", "1".to_string()),
-        ];
+        let (env, lock) = script_env(&opts);
         let guardian_log = state.join("guardian.log");
-        let waiting = Instant::now();
-
-        // The guardian: takes the host-wide lock, says so, waits for EOF on stdin, then tears
-        // the lab down (output to a file: nobody may be left to read a pipe) and releases the
-        // lock by exiting. Own process group, so a terminal's ^C reaches only the tests.
-        let script = r#"trap '' INT HUP TERM PIPE
-echo locked
-while read -r _; do :; done
-exec "$0/lab-down.sh" >> "$1" 2>&1"#;
-        let mut cmd = Command::new("flock");
-        cmd.arg("-w")
-            .arg("1800")
-            .arg(&lock)
-            .args(["bash", "-c", script])
-            .arg(lab_src())
-            .arg(&guardian_log)
-            .envs(env.iter().map(|(k, v)| (k, v)))
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit());
-        std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
-        let mut guardian = cmd
-            .spawn()
-            .map_err(|e| format!("cannot run flock (util-linux): {e}"))?;
-        let guardian_stdin = guardian.stdin.take();
-        let mut first = String::new();
-        let mut out = BufReader::new(guardian.stdout.take().expect("piped"));
-        let _ = fs::write(&guardian_log, "");
-        // A lab session elsewhere on this host may hold the lock for a while: say so.
-        let (got_lock, lock_rx) = std::sync::mpsc::channel::<()>();
-        std::thread::spawn({
-            let lock = lock.clone();
-            move || {
-                if lock_rx.recv_timeout(Duration::from_secs(5)).is_err() {
-                    announce(&format!("lab: waiting for the host-wide lab lock {lock}"));
-                }
-            }
-        });
-        out.read_line(&mut first)
-            .map_err(|e| format!("lab lock guardian: {e}"))?;
-        let _ = got_lock.send(());
-        if waiting.elapsed() > Duration::from_secs(5) {
-            announce(&format!(
-                "lab: got the lab lock after {:.1} s",
-                waiting.elapsed().as_secs_f64()
-            ));
-        }
-        if first.trim() != "locked" {
-            let _ = guardian.wait();
-            return Err(format!(
-                "could not take the host-wide lab lock {lock} (flock failed, or another lab session held it for 30 min)"
-            ));
-        }
+        let (guardian, guardian_stdin) = take_lock(&lock, &env, &guardian_log, "lab-down.sh")?;
 
         let t0 = Instant::now();
         let mut lab = Lab {
@@ -275,27 +194,9 @@ exec "$0/lab-down.sh" >> "$1" 2>&1"#;
             started: t0,
             _one_lab: one_lab,
         };
-        let up = Command::new(lab_src().join("lab-up.sh"))
-            .envs(lab.env.iter().map(|(k, v)| (k, v)))
-            .stdin(Stdio::null())
-            .output()
-            .map_err(|e| format!("cannot run lab-up.sh: {e}"))?;
+        let up = run_up("lab-up.sh", &lab.env);
         lab.bring_up = t0.elapsed();
-        let log = format!(
-            "{}{}",
-            String::from_utf8_lossy(&up.stdout),
-            String::from_utf8_lossy(&up.stderr)
-        );
-        eprint!("{log}");
-        if !up.status.success() {
-            let tail: Vec<&str> = log.lines().rev().take(25).collect();
-            let tail: Vec<&str> = tail.into_iter().rev().collect();
-            return Err(format!(
-                "lab-up.sh failed ({}):\n{}",
-                up.status,
-                tail.join("\n")
-            ));
-        }
+        up?;
         let leader = fs::read_to_string(state.join("leader.pid"))
             .map_err(|e| format!("no leader.pid after lab-up: {e}"))?;
         lab.leader = leader
@@ -443,6 +344,26 @@ exec "$0/lab-down.sh" >> "$1" 2>&1"#;
         ));
     }
 
+    /// The packaged `virt-systemd-control.service`, running the control service of the
+    /// binaries under test, started.
+    pub fn start_control_service(&self) {
+        let unit = std::fs::read_to_string(
+            Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("packaging/systemd/virt-systemd-control.service"),
+        )
+        .expect("packaging/systemd/virt-systemd-control.service")
+        .replace(
+            "ExecStart=/usr/bin/virt-systemd ",
+            &format!("ExecStart={} ", ct_bin("virt-systemd")),
+        );
+        self.write_file(
+            "/etc/systemd/system/virt-systemd-control.service",
+            unit.as_bytes(),
+            "644",
+        );
+        self.sh("systemctl daemon-reload && systemctl start virt-systemd-control.service");
+    }
+
     /// Remove a hook installed with [`Lab::install_hook`] and restart libvirtd.
     pub fn remove_hook(&self, name: &str) {
         self.hook_install(&["--remove", name], &[]);
@@ -573,6 +494,136 @@ impl Drop for Lab {
             announce(&format!("lab {}: teardown problem: {e}", self.opts.suite));
         }
     }
+}
+
+/// The lab needs root (nspawn, cgroups, flock on /run/lock).
+pub(crate) fn need_root() -> Result<(), String> {
+    let uid = fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("Uid:"))
+                .and_then(|l| l.split_whitespace().nth(1).map(str::to_string))
+        })
+        .unwrap_or_default();
+    if uid != "0" {
+        return Err(format!(
+            "the lab needs root (uid is {uid}); set VIRT_SYSTEMD_LAB=skip to opt out outside CI"
+        ));
+    }
+    Ok(())
+}
+
+/// The lab scripts' environment for `opts`, and the host-wide lock's path.
+pub(crate) fn script_env(opts: &Options) -> (Vec<(&'static str, String)>, String) {
+    let lock =
+        std::env::var("LAB_LOCK").unwrap_or_else(|_| "/run/lock/virt-systemd-lab.lock".to_string());
+    if let Some(dir) = Path::new(&lock).parent() {
+        let _ = fs::create_dir_all(dir);
+    }
+    let env = vec![
+        ("SUITE", opts.suite.clone()),
+        ("LAB_DIR", target_dir().join("lab").display().to_string()),
+        ("LAB_BIN_DIR", bin_dir().display().to_string()),
+        (
+            "LAB_LIBVIRT_CGROUPS",
+            (opts.libvirt_cgroups as u8).to_string(),
+        ),
+        ("LAB_LOCK", lock.clone()),
+        ("LAB_LOCK_HELD", "1".to_string()),
+        // a lab still running when we hold the lock was left by a killed session
+        ("LAB_FRESH", "1".to_string()),
+    ];
+    (env, lock)
+}
+
+/// Take the host-wide lab lock through a guardian: it takes the lock, says so, waits for
+/// EOF on stdin, then runs `down` (lab-down.sh or pair-down.sh; output to `log`: nobody may
+/// be left to read a pipe) and releases the lock by exiting. Own process group, so a
+/// terminal's ^C reaches only the tests. Closing the returned stdin (or dying) tears down.
+pub(crate) fn take_lock(
+    lock: &str,
+    env: &[(&'static str, String)],
+    log: &Path,
+    down: &str,
+) -> Result<(std::process::Child, Option<std::process::ChildStdin>), String> {
+    let waiting = Instant::now();
+    let script = r#"trap '' INT HUP TERM PIPE
+echo locked
+while read -r _; do :; done
+exec "$0/$2" >> "$1" 2>&1"#;
+    let mut cmd = Command::new("flock");
+    cmd.arg("-w")
+        .arg("1800")
+        .arg(lock)
+        .args(["bash", "-c", script])
+        .arg(lab_src())
+        .arg(log)
+        .arg(down)
+        .envs(env.iter().map(|(k, v)| (k, v)))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit());
+    std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
+    let mut guardian = cmd
+        .spawn()
+        .map_err(|e| format!("cannot run flock (util-linux): {e}"))?;
+    let stdin = guardian.stdin.take();
+    let _ = fs::write(log, "");
+    // A lab session elsewhere on this host may hold the lock for a while: say so.
+    let (got_lock, lock_rx) = std::sync::mpsc::channel::<()>();
+    std::thread::spawn({
+        let lock = lock.to_string();
+        move || {
+            if lock_rx.recv_timeout(Duration::from_secs(5)).is_err() {
+                announce(&format!("lab: waiting for the host-wide lab lock {lock}"));
+            }
+        }
+    });
+    let mut first = String::new();
+    BufReader::new(guardian.stdout.take().expect("piped"))
+        .read_line(&mut first)
+        .map_err(|e| format!("lab lock guardian: {e}"))?;
+    let _ = got_lock.send(());
+    if waiting.elapsed() > Duration::from_secs(5) {
+        announce(&format!(
+            "lab: got the lab lock after {:.1} s",
+            waiting.elapsed().as_secs_f64()
+        ));
+    }
+    if first.trim() != "locked" {
+        let _ = guardian.wait();
+        return Err(format!(
+            "could not take the host-wide lab lock {lock} (flock failed, or another lab session held it for 30 min)"
+        ));
+    }
+    Ok((guardian, stdin))
+}
+
+/// Run a bring-up script (lab-up.sh, pair-up.sh) with `env`; its output goes to stderr, and
+/// its tail into the error when it fails.
+pub(crate) fn run_up(script: &str, env: &[(&'static str, String)]) -> Result<(), String> {
+    let up = Command::new(lab_src().join(script))
+        .envs(env.iter().map(|(k, v)| (k, v)))
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|e| format!("cannot run {script}: {e}"))?;
+    let log = format!(
+        "{}{}",
+        String::from_utf8_lossy(&up.stdout),
+        String::from_utf8_lossy(&up.stderr)
+    );
+    eprint!("{log}");
+    if up.status.success() {
+        return Ok(());
+    }
+    let tail: Vec<&str> = log.lines().rev().take(30).collect();
+    let tail: Vec<&str> = tail.into_iter().rev().collect();
+    Err(format!(
+        "{script} failed ({}):\n{}",
+        up.status,
+        tail.join("\n")
+    ))
 }
 
 /// rust-vmm's user-space vhost-user vsock backend on the host, built once

@@ -6,11 +6,11 @@
 //! `virsh migrate --live NAME` + [`Pair::uri`] of the destination + `--migrateuri`
 //! [`Pair::migrate_uri`] (libvirt's UNIX-socket transport through the pair's shared directory).
 
-use super::{announce, bin_dir, in_ci, lab_src, selected_suites, target_dir, Lab, Options};
+use super::{announce, in_ci, selected_suites, target_dir, Lab, Options};
 use std::fs;
-use std::io::{BufRead, BufReader, Read, Write};
-use std::path::{Path, PathBuf};
-use std::process::{Child, ChildStdin, Command, Stdio};
+use std::io::{Read, Write};
+use std::path::PathBuf;
+use std::process::{Child, ChildStdin, Stdio};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -95,85 +95,14 @@ impl Pair {
     fn start(opts: Options) -> Result<Pair, String> {
         let one_lab = super::ONE_LAB.lock().unwrap_or_else(|e| e.into_inner());
         let host_b = HOST_B.lock().unwrap_or_else(|e| e.into_inner());
-        let root = fs::read_to_string("/proc/self/status").is_ok_and(|s| {
-            s.lines()
-                .find(|l| l.starts_with("Uid:"))
-                .and_then(|l| l.split_whitespace().nth(1))
-                == Some("0")
-        });
-        if !root {
-            return Err(
-                "the lab needs root; set VIRT_SYSTEMD_LAB=skip to opt out outside CI".into(),
-            );
-        }
+        super::need_root()?;
         let lab_dir = target_dir().join("lab");
         let state = lab_dir.join(format!("state-{}-pair", opts.suite));
         fs::create_dir_all(&state).map_err(|e| format!("{}: {e}", state.display()))?;
-        let lock = std::env::var("LAB_LOCK")
-            .unwrap_or_else(|_| "/run/lock/virt-systemd-lab.lock".to_string());
-        if let Some(dir) = Path::new(&lock).parent() {
-            let _ = fs::create_dir_all(dir);
-        }
-        let env = [
-            ("SUITE", opts.suite.clone()),
-            ("LAB_DIR", lab_dir.display().to_string()),
-            ("LAB_BIN_DIR", bin_dir().display().to_string()),
-            (
-                "LAB_LIBVIRT_CGROUPS",
-                (opts.libvirt_cgroups as u8).to_string(),
-            ),
-            ("LAB_LOCK", lock.clone()),
-            ("LAB_LOCK_HELD", "1".to_string()),
-            ("LAB_FRESH", "1".to_string()),
-        ];
+        let (env, lock) = super::script_env(&opts);
         let guardian_log = state.join("guardian.log");
-        let waiting = Instant::now();
-        // As Lab's guardian, with pair-down.sh (see mod.rs).
-        let script = r#"trap '' INT HUP TERM PIPE
-echo locked
-while read -r _; do :; done
-exec "$0/pair-down.sh" >> "$1" 2>&1"#;
-        let mut cmd = Command::new("flock");
-        cmd.arg("-w")
-            .arg("1800")
-            .arg(&lock)
-            .args(["bash", "-c", script])
-            .arg(lab_src())
-            .arg(&guardian_log)
-            .envs(env.iter().map(|(k, v)| (k, v)))
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit());
-        std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
-        let mut guardian = cmd
-            .spawn()
-            .map_err(|e| format!("cannot run flock (util-linux): {e}"))?;
-        let guardian_stdin = guardian.stdin.take();
-        let _ = fs::write(&guardian_log, "");
-        let (got_lock, lock_rx) = std::sync::mpsc::channel::<()>();
-        std::thread::spawn({
-            let lock = lock.clone();
-            move || {
-                if lock_rx.recv_timeout(Duration::from_secs(5)).is_err() {
-                    announce(&format!("lab: waiting for the host-wide lab lock {lock}"));
-                }
-            }
-        });
-        let mut first = String::new();
-        BufReader::new(guardian.stdout.take().expect("piped"))
-            .read_line(&mut first)
-            .map_err(|e| format!("lab lock guardian: {e}"))?;
-        let _ = got_lock.send(());
-        if waiting.elapsed() > Duration::from_secs(5) {
-            announce(&format!(
-                "lab: got the lab lock after {:.1} s",
-                waiting.elapsed().as_secs_f64()
-            ));
-        }
-        if first.trim() != "locked" {
-            let _ = guardian.wait();
-            return Err(format!("could not take the host-wide lab lock {lock}"));
-        }
+        let (guardian, guardian_stdin) =
+            super::take_lock(&lock, &env, &guardian_log, "pair-down.sh")?;
         let t0 = Instant::now();
         let host = |name: &'static str, guard| Lab {
             opts: opts.clone(),
@@ -200,27 +129,9 @@ exec "$0/pair-down.sh" >> "$1" 2>&1"#;
             started: t0,
             suite: opts.suite.clone(),
         };
-        let up = Command::new(lab_src().join("pair-up.sh"))
-            .envs(env.iter().map(|(k, v)| (k, v)))
-            .stdin(Stdio::null())
-            .output()
-            .map_err(|e| format!("cannot run pair-up.sh: {e}"))?;
+        let up = super::run_up("pair-up.sh", &env);
         pair.bring_up = t0.elapsed();
-        let log = format!(
-            "{}{}",
-            String::from_utf8_lossy(&up.stdout),
-            String::from_utf8_lossy(&up.stderr)
-        );
-        eprint!("{log}");
-        if !up.status.success() {
-            let tail: Vec<&str> = log.lines().rev().take(30).collect();
-            let tail: Vec<&str> = tail.into_iter().rev().collect();
-            return Err(format!(
-                "pair-up.sh failed ({}):\n{}",
-                up.status,
-                tail.join("\n")
-            ));
-        }
+        up?;
         for (lab, h) in [(&mut pair.a, "a"), (&mut pair.b, "b")] {
             let f = lab_dir.join(format!("state-{}-{h}/leader.pid", opts.suite));
             let leader = fs::read_to_string(&f).map_err(|e| format!("{}: {e}", f.display()))?;
