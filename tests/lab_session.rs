@@ -115,11 +115,26 @@ fn session_domain_in_the_users_machined() {
     assert_eq!(m["Service"], "virt-systemd", "{m:?}");
     assert_eq!(m["Leader"], pid.to_string(), "{m:?}");
     assert_eq!(m["Id"], UUID.replace('-', ""), "{m:?}");
-    // Its scope is the user manager's.
+    // Its scope is the user manager's: systemctl --user shows it, with QEMU in it.
     let cg = lab.run(&["cat", &format!("/proc/{pid}/cgroup")]);
     assert!(
         cg.contains(&format!("/user@{UID}.service/")) && cg.contains(".scope"),
         "{cg}"
+    );
+    let unit = &m["Unit"];
+    assert!(unit.ends_with(".scope"), "{m:?}");
+    let scope = lab.sh(&as_user(&format!(
+        "systemctl --user show {unit} -p ActiveState -p ControlGroup"
+    )));
+    assert!(scope.contains("ActiveState=active"), "{scope}");
+    assert!(
+        cg.trim_end().ends_with(
+            scope
+                .lines()
+                .find_map(|l| l.strip_prefix("ControlGroup="))
+                .unwrap_or("?")
+        ),
+        "QEMU not in {unit}: {cg} / {scope}"
     );
     // Root's machined never sees it; the hook wrote only in the user's runtime directory.
     let root = lab.run(&["machinectl", "list", "--no-legend"]);
