@@ -286,6 +286,59 @@ fn user_control(lab: &Lab) {
     });
     // Root's control service directory is not involved.
     assert!(!exists(lab, &format!("/run/virt-systemd/control/{UUID}")));
+
+    // reboot and poweroff, with a guest that acts on the ACPI power button
+    // (tests/lab/guest/button-init.sh, as in lab_control.rs).
+    const BNAME: &str = "sessbtn";
+    let serial = format!("/home/{USER}/{BNAME}-serial.log");
+    lab.run(&[
+        &format!("{CT_LAB}/guest/mkinitrd.sh"),
+        &format!("{CT_BOOT}/button-initrd.img"),
+        &format!("{CT_LAB}/guest/button-init.sh"),
+    ]);
+    let mut d = Domain::tiny(BNAME, "5e5e5e5e-4444-4222-8333-777777777777", &serial);
+    d.initrd = "button-initrd.img";
+    let xml = d
+        .xml()
+        .replace("  </os>\n", "  </os>\n  <features><acpi/></features>\n")
+        .replace(
+            "<on_reboot>destroy</on_reboot>",
+            "<on_reboot>restart</on_reboot>",
+        );
+    lab.write_file(&format!("/home/{USER}/{BNAME}.xml"), xml.as_bytes(), "644");
+    lab.sh(&as_user(&format!(
+        "virsh -c qemu:///session -q define /home/{USER}/{BNAME}.xml"
+    )));
+    lab.sh(&as_user(&format!(
+        "virsh -c qemu:///session -q start {BNAME}"
+    )));
+    let boots = || {
+        String::from_utf8_lossy(&lab.exec(&["cat", &serial]).stdout)
+            .matches("BUTTONGUEST: waiting on")
+            .count()
+    };
+    lab.wait_for("the button guest up", LONG, || (boots() == 1).then_some(()));
+    let bm = lab.wait_for("its machine", LONG, || user_machine(lab, BNAME));
+    let bstate = || {
+        lab.sh(&as_user(&format!(
+            "virsh -c qemu:///session domstate {BNAME} --reason"
+        )))
+        .trim()
+        .to_string()
+    };
+    lab.sh(&as_user(&format!("machinectl --user reboot {BNAME}")));
+    lab.wait_for("a second boot", LONG, || (boots() == 2).then_some(()));
+    let again = lab.wait_for("its machine after reboot", LONG, || {
+        user_machine(lab, BNAME)
+    });
+    assert_eq!(again["Leader"], bm["Leader"], "reboot kept QEMU");
+    lab.sh(&as_user(&format!("machinectl --user poweroff {BNAME}")));
+    lab.wait_for("the guest powered off", LONG, || {
+        (bstate() == "shut off (shutdown)").then_some(())
+    });
+    lab.wait_for("its machine to go", LONG, || {
+        user_machine(lab, BNAME).is_none().then_some(())
+    });
 }
 
 /// A session daemon spawned by a client in a login session (`su -l` makes a real logind
