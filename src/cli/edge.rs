@@ -48,12 +48,10 @@ pub fn libvirt_helper() -> PathBuf {
 
 /// Whose domains this invocation works on (`-c`, `LIBVIRT_DEFAULT_URI`, who runs it).
 pub fn scope(cli: &Cli) -> Scope {
-    // SAFETY: geteuid cannot fail.
-    let euid = unsafe { libc::geteuid() };
     let env = std::env::var("LIBVIRT_DEFAULT_URI").ok();
     Scope::of(
         cli.connect.as_deref(),
-        euid,
+        crate::doctor::gather_uid(),
         env.as_deref().filter(|u| !u.is_empty()),
     )
 }
@@ -126,9 +124,7 @@ fn run_local_inner(cli: &Cli, notes: &mut Vec<String>) -> Result<()> {
         Command::Rewrite(a) => super::rewrite::run(a, &cfg, notes),
         Command::Show(a) => super::show::run(a),
         Command::HookInstall(a) => {
-            // SAFETY: geteuid cannot fail.
-            let euid = unsafe { libc::geteuid() };
-            if euid != 0 {
+            if crate::doctor::gather_uid() != 0 {
                 let link = paths.hooks_dir.join("qemu.d").join(hook_install::LINK_NAME);
                 let found = hook_install::inspect(&link).ok();
                 let (ok, msg) = hook_install::for_a_user(&link, found.as_ref(), a.uninstall);

@@ -18,6 +18,21 @@ pub fn user_runtime(uid: u32) -> PathBuf {
     PathBuf::from(format!("/run/user/{uid}"))
 }
 
+/// The user's machined (varlink, systemd ≥ 259), inside the runtime directory.
+pub const USER_MACHINED: &str = "systemd/machine/io.systemd.Machine";
+
+/// Our state in a user's runtime directory (the hook's, the listener's).
+pub fn state_dir(runtime: &Path) -> PathBuf {
+    runtime.join("virt-systemd")
+}
+
+/// Where a user's control service (`virt-systemd-control.service` in the user manager)
+/// serves the sockets of that user's session domains; the hook registers addresses there
+/// while the service's PID file (`Control::pid_file`) exists.
+pub fn control_dir(runtime: &Path) -> PathBuf {
+    state_dir(runtime).join("control")
+}
+
 /// Is `uri` a local QEMU session URI (`qemu:///session`, `qemu+unix:///session?…`)?
 pub fn is_session_uri(uri: &str) -> bool {
     let Some((scheme, rest)) = uri.split_once("://") else {
@@ -47,34 +62,28 @@ impl Scope {
     pub fn apply(&self, cfg: &mut Config) {
         if let Scope::Session { uid } = self {
             if cfg.hook.state_dir == Hook::default().state_dir {
-                cfg.hook.state_dir = user_runtime(*uid).join("virt-systemd");
+                cfg.hook.state_dir = state_dir(&user_runtime(*uid));
             }
             if cfg.control.socket_dir == Control::default().socket_dir {
-                cfg.control.socket_dir = session_control_dir(*uid);
+                cfg.control.socket_dir = control_dir(&user_runtime(*uid));
             }
         }
     }
 
     /// The user-space vsock backend's directory for domain `name` (session domains):
-    /// `/run/user/UID/virt-systemd/vsock/<escaped name>`, the `RuntimeDirectory=` of the user
-    /// unit `virt-systemd-vsock@<escaped name>.service`.
+    /// `/run/user/UID/virt-systemd/vsock/<escaped name>`, where the user units
+    /// `virt-systemd-vsock@<escaped name>.service` and `virt-systemd-notify@….socket` put
+    /// their sockets.
     pub fn backend_dir(&self, name: &str) -> Option<PathBuf> {
         match self {
             Scope::System => None,
             Scope::Session { uid } => Some(
-                user_runtime(*uid)
-                    .join("virt-systemd/vsock")
+                state_dir(&user_runtime(*uid))
+                    .join("vsock")
                     .join(unit_escape(name)),
             ),
         }
     }
-}
-
-/// Where a user's control service (`virt-systemd-control.service` in the user manager)
-/// serves the sockets of that user's session domains; the hook registers addresses there
-/// while the service's PID file (`control.pid` beside it) exists.
-pub fn session_control_dir(uid: u32) -> PathBuf {
-    user_runtime(uid).join("virt-systemd/control")
 }
 
 /// The libvirt URI of a scope.

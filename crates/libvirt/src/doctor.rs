@@ -7,6 +7,7 @@ use std::time::Duration;
 use virt_systemd::config::{self, Config};
 use virt_systemd::doctor::{self, Doctor, Facts, HostPaths, LibvirtFacts};
 use virt_systemd::observe::Observer;
+use virt_systemd::scope;
 
 pub fn doctor(uri: Option<&str>, config_path: Option<&Path>, paths: &HostPaths) -> Doctor {
     let library = virt::connect::Connect::version().ok();
@@ -45,11 +46,9 @@ pub fn doctor(uri: Option<&str>, config_path: Option<&Path>, paths: &HostPaths) 
         vsock_backend: doctor::gather_ssh_proxy(&paths.vsock_backend),
         config,
         uid: doctor::gather_uid(),
-        user_machined: Path::new(&format!(
-            "/run/user/{}/systemd/machine/io.systemd.Machine",
-            doctor::gather_uid()
-        ))
-        .exists(),
+        user_machined: scope::user_runtime(doctor::gather_uid())
+            .join(scope::USER_MACHINED)
+            .exists(),
         control_service: doctor::gather_control_service(&cfg.control.pid_file(), &paths.proc),
     };
     doctor::doctor(&facts)

@@ -11,7 +11,7 @@ use crate::libvirt::{Dom, Libvirt};
 use virt_systemd::cli::rewrite::request;
 use virt_systemd::cli::{DisableArgs, EnableArgs};
 use virt_systemd::config::Config;
-use virt_systemd::doctor::{gather_vhost_vsock, HostPaths};
+use virt_systemd::doctor::{gather_uid, gather_vhost_vsock, HostPaths};
 use virt_systemd::domain::DomainXml;
 use virt_systemd::error::{Error, Result};
 use virt_systemd::metadata;
@@ -41,11 +41,6 @@ fn persistent(dom: &Dom) -> Result<()> {
     }
 }
 
-fn euid() -> u32 {
-    // SAFETY: geteuid cannot fail.
-    unsafe { libc::geteuid() }
-}
-
 pub fn enable(
     lv: &Libvirt,
     a: &EnableArgs,
@@ -68,7 +63,7 @@ pub fn enable(
         if wanted && !on_backend && d.facts().vsock.is_none() {
             if let Err(e) = gather_vhost_vsock(&paths.vhost_vsock) {
                 let dev = paths.vhost_vsock.display();
-                match Scope::of(Some(lv.uri()), euid(), None).backend_dir(&dom.name) {
+                match Scope::of(Some(lv.uri()), gather_uid(), None).backend_dir(&dom.name) {
                     // A session user: the user-space backend, run by the user's manager.
                     Some(dir) => {
                         let sock = scope::backend_vhost_socket(&dir);

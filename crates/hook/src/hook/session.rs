@@ -5,7 +5,7 @@
 //! directory, never in root's. Where there is no user machined, one line says so.
 
 use super::Paths;
-use crate::config::Config;
+use crate::config::{Config, Control};
 use crate::logging::{MSG_FAILED, MSG_REGISTERED, MSG_SKIPPED, MSG_UNREGISTERED};
 use crate::machined::{self, SERVICE};
 use crate::machined_varlink::{self as vl, CallError};
@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 use tracing::{info, warn};
 use virt_systemd_core::domain::Facts;
 use virt_systemd_core::metadata::Record;
+use virt_systemd_core::scope;
 
 /// Where a session user's things are.
 pub struct UserRuntime {
@@ -28,12 +29,12 @@ impl UserRuntime {
             dir: paths
                 .user_runtime
                 .clone()
-                .unwrap_or_else(|| PathBuf::from(format!("/run/user/{}", paths.uid))),
+                .unwrap_or_else(|| scope::user_runtime(paths.uid)),
         }
     }
     /// The user's machined (varlink).
     pub fn machined(&self) -> PathBuf {
-        self.dir.join("systemd/machine/io.systemd.Machine")
+        self.dir.join(scope::USER_MACHINED)
     }
     /// QEMU's pid file, as the session daemon writes it.
     pub fn pid_file(&self, domain: &str) -> PathBuf {
@@ -41,11 +42,13 @@ impl UserRuntime {
     }
     /// Our state for the user's domains.
     pub fn state_dir(&self) -> PathBuf {
-        self.dir.join("virt-systemd")
+        scope::state_dir(&self.dir)
     }
-    /// The user's control service's sockets (`scope::session_control_dir`).
-    pub fn control_dir(&self) -> PathBuf {
-        self.state_dir().join("control")
+    /// The user's control service: where it serves the sockets, and how it says it runs.
+    pub fn control(&self) -> Control {
+        Control {
+            socket_dir: scope::control_dir(&self.dir),
+        }
     }
 }
 
@@ -83,7 +86,8 @@ fn scope_exists(e: &CallError) -> bool {
 /// systemd's `vsock-mux/PATH` SSH address.
 fn backend_uds(record: Option<&Record>) -> Option<PathBuf> {
     let sock = PathBuf::from(record?.vhost_user_vsock.as_deref()?);
-    (sock.file_name()? == "vhost.sock").then(|| sock.with_file_name("vm.vsock"))
+    let dir = sock.parent()?;
+    (sock == scope::backend_vhost_socket(dir)).then(|| scope::backend_uds(dir))
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -136,11 +140,11 @@ fn register(
     };
     // The user's control service (its PID file is there while it runs) serves this
     // domain's socket: machinectl --user poweroff/reboot/pause then go through libvirt.
-    let control = rt
-        .control_dir()
-        .with_extension("pid")
+    let ctl = rt.control();
+    let control = ctl
+        .pid_file()
         .exists()
-        .then(|| rt.control_dir().join(uuid.hyphenated().to_string()))
+        .then(|| ctl.socket(&uuid))
         .filter(|_| vl::takes_control_address(&socket, deadline).unwrap_or(false))
         .map(|p| p.display().to_string());
     let reg = vl::Register {

@@ -128,8 +128,7 @@ impl Service {
         let listener = OwnerOnly {
             inner,
             domain: name.clone(),
-            // SAFETY: geteuid cannot fail.
-            owner: unsafe { libc::geteuid() },
+            owner: virt_systemd::doctor::gather_uid(),
         };
         let d = name.clone();
         let task = tokio::task::spawn_local(async move {
