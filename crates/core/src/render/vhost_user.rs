@@ -191,24 +191,12 @@ pub fn render(
 /// the `<memoryBacking>` we created (when it is still only what we wrote).
 pub fn owned<'a, 'i>(d: &'a DomainXml<'i>, r: &Record) -> Vec<Node<'a, 'i>> {
     let mut out = Vec::new();
-    if r.created("qemu:commandline") {
-        if let Some(c) = qemu_commandline(d) {
-            let ours = c.children().any(|a| {
-                a.attribute("value")
-                    .is_some_and(|v| v.starts_with(&format!("socket,id={CHARDEV_ID},")))
-            });
-            if ours {
-                out.push(c);
-            }
-        }
+    if r.created("qemu:commandline") && rendered_socket(d).is_some() {
+        out.extend(qemu_commandline(d));
     }
-    if r.created("memoryBacking") {
+    if r.created("memoryBacking") && shared_memory(d) {
         if let Some(mb) = d.top("memoryBacking") {
-            let kids: Vec<_> = mb.children().filter(|n| n.is_element()).collect();
-            let only_ours = kids.len() == 2
-                && child(mb, "source").and_then(|s| s.attribute("type")) == Some("memfd")
-                && child(mb, "access").and_then(|a| a.attribute("mode")) == Some("shared");
-            if only_ours {
+            if mb.children().filter(|n| n.is_element()).count() == 2 {
                 out.push(mb);
             }
         }
