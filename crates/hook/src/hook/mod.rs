@@ -97,12 +97,7 @@ pub fn run(argv: &[String], stdin: &[u8], cfg: &Config, paths: &Paths) -> i32 {
         return 0;
     };
     if session && op != "prepare" {
-        let record = crate::metadata::read(&xml).ok().flatten();
-        if op == "started" || op == "reconnect" {
-            let rt = session::UserRuntime::of(paths);
-            restore_readiness(&xml, &Store::new(&rt.state_dir()), uuid, op);
-        }
-        session::run(op, &facts, record.as_ref(), uuid, cfg, paths);
+        session::run(op, &xml, &facts, uuid, cfg, paths);
         return 0;
     }
     let store = Store::new(&cfg.hook.state_dir);

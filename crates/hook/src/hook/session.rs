@@ -13,7 +13,7 @@ use crate::state::{DomainState, Store};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 use tracing::{info, warn};
-use virt_systemd_core::domain::Facts;
+use virt_systemd_core::domain::{DomainXml, Facts};
 use virt_systemd_core::metadata::Record;
 use virt_systemd_core::scope;
 
@@ -55,12 +55,14 @@ impl UserRuntime {
 /// One session hook event after the domain XML was read.
 pub fn run(
     op: &str,
+    xml: &DomainXml,
     facts: &Facts,
-    record: Option<&Record>,
     uuid: uuid::Uuid,
     cfg: &Config,
     paths: &Paths,
 ) {
+    let record = crate::metadata::read(xml).ok().flatten();
+    let record = record.as_ref();
     let rt = UserRuntime::of(paths);
     let store = Store::new(&rt.state_dir());
     let deadline = Instant::now() + Duration::from_millis(cfg.machined.timeout_ms.max(1));
@@ -69,7 +71,10 @@ pub fn run(
         "start" => {
             let _ = store.clear_readiness(&uuid.hyphenated().to_string());
         }
-        "started" | "reconnect" => register(op, facts, record, uuid, &rt, &store, paths, deadline),
+        "started" | "reconnect" => {
+            super::restore_readiness(xml, &store, uuid, op);
+            register(op, facts, record, uuid, &rt, &store, paths, deadline)
+        }
         "stopped" | "release" => unregister(op, facts, uuid, &rt, &store, deadline),
         _ => {}
     }
