@@ -300,7 +300,7 @@ pub fn gather_vhost_vsock(p: &Path) -> Result<(), String> {
 }
 
 /// The first executable file of `paths` (the ssh proxy, the vsock backend).
-pub fn gather_ssh_proxy(paths: &[PathBuf]) -> Option<PathBuf> {
+pub fn gather_executable(paths: &[PathBuf]) -> Option<PathBuf> {
     paths
         .iter()
         .find(|p| hook_install::is_executable_file(p))

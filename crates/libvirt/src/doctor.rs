@@ -42,8 +42,8 @@ pub fn doctor(uri: Option<&str>, config_path: Option<&Path>, paths: &HostPaths) 
         machined,
         vhost_vsock: doctor::gather_vhost_vsock(&paths.vhost_vsock),
         vhost_vsock_path: paths.vhost_vsock.clone(),
-        ssh_proxy: doctor::gather_ssh_proxy(&paths.ssh_proxy),
-        vsock_backend: doctor::gather_ssh_proxy(&paths.vsock_backend),
+        ssh_proxy: doctor::gather_executable(&paths.ssh_proxy),
+        vsock_backend: doctor::gather_executable(&paths.vsock_backend),
         config,
         uid: doctor::gather_uid(),
         user_machined: scope::user_runtime(doctor::gather_uid())
