@@ -29,6 +29,18 @@ fn as_user(cmd: &str) -> String {
     )
 }
 
+/// `virsh -c qemu:///session ARGS` as the user: its output (the test fails if it does).
+fn user_virsh(lab: &Lab, args: &str) -> String {
+    lab.sh(&as_user(&format!("virsh -c qemu:///session {args}")))
+}
+
+/// A domain's state and reason, as the user's virsh gives them.
+fn user_domstate(lab: &Lab, name: &str) -> String {
+    user_virsh(lab, &format!("domstate {name} --reason"))
+        .trim()
+        .to_string()
+}
+
 /// The user's machine NAME as `machinectl --user show` gives it (`None`: no such machine).
 fn user_machine(lab: &Lab, name: &str) -> Option<std::collections::HashMap<String, String>> {
     let out = lab.exec(&[
@@ -83,12 +95,8 @@ fn session_domain_in_the_users_machined() {
             .success()
             .then_some(())
     });
-    lab.sh(&as_user(&format!(
-        "virsh -c qemu:///session -q define /home/{USER}/sess.xml"
-    )));
-    lab.sh(&as_user(&format!(
-        "virsh -c qemu:///session -q start {NAME}"
-    )));
+    user_virsh(&lab, &format!("-q define /home/{USER}/sess.xml"));
+    user_virsh(&lab, &format!("-q start {NAME}"));
     let pid: u32 = lab
         .run(&["cat", &format!("{}/libvirt/qemu/run/{NAME}.pid", runtime())])
         .trim()
@@ -145,9 +153,7 @@ fn session_domain_in_the_users_machined() {
     assert!(!system.contains(UUID), "system state: {system}");
 
     // Stop: the machine goes, and the state with it.
-    lab.sh(&as_user(&format!(
-        "virsh -c qemu:///session -q destroy {NAME}"
-    )));
+    user_virsh(&lab, &format!("-q destroy {NAME}"));
     lab.wait_for("the machine to go", LONG, || {
         user_machine(&lab, NAME).is_none().then_some(())
     });
@@ -155,9 +161,7 @@ fn session_domain_in_the_users_machined() {
         (!exists(&lab, &state)).then_some(())
     });
     // Started again after a session daemon restart: registered again, once.
-    lab.sh(&as_user(&format!(
-        "virsh -c qemu:///session -q start {NAME}"
-    )));
+    user_virsh(&lab, &format!("-q start {NAME}"));
     lab.wait_for("the machine again", LONG, || user_machine(&lab, NAME));
     lab.sh(&as_user("systemctl --user restart vsd-libvirtd"));
     lab.wait_for("the session daemon back", LONG, || {
@@ -178,17 +182,13 @@ fn session_domain_in_the_users_machined() {
     });
     let m = user_machine(&lab, NAME);
     assert!(m.is_some(), "reconnect lost the machine");
-    lab.sh(&as_user(&format!(
-        "virsh -c qemu:///session -q destroy {NAME}"
-    )));
+    user_virsh(&lab, &format!("-q destroy {NAME}"));
     lab.wait_for("the machine to go", LONG, || {
         user_machine(&lab, NAME).is_none().then_some(())
     });
 
     // kill -9 of QEMU: the machine and the state go with it.
-    lab.sh(&as_user(&format!(
-        "virsh -c qemu:///session -q start {NAME}"
-    )));
+    user_virsh(&lab, &format!("-q start {NAME}"));
     lab.wait_for("the machine again", LONG, || user_machine(&lab, NAME));
     let pid = lab
         .run(&["cat", &format!("{}/libvirt/qemu/run/{NAME}.pid", runtime())])
@@ -251,9 +251,7 @@ fn user_control(lab: &Lab) {
     lab.wait_for("the user's control service", LONG, || {
         exists(lab, &pid_file).then_some(())
     });
-    lab.sh(&as_user(&format!(
-        "virsh -c qemu:///session -q start {NAME}"
-    )));
+    user_virsh(lab, &format!("-q start {NAME}"));
     lab.wait_for("the machine", LONG, || user_machine(lab, NAME));
     let socket = format!("{}/virt-systemd/control/{UUID}", runtime());
     lab.wait_for("its control socket", LONG, || {
@@ -263,13 +261,7 @@ fn user_control(lab: &Lab) {
         "varlinkctl introspect {socket} io.systemd.MachineInstance"
     )));
     assert!(intro.contains("method PowerOff"), "{intro}");
-    let domstate = || {
-        lab.sh(&as_user(&format!(
-            "virsh -c qemu:///session domstate {NAME} --reason"
-        )))
-        .trim()
-        .to_string()
-    };
+    let domstate = || user_domstate(lab, NAME);
     lab.sh(&as_user(&format!("machinectl --user pause {NAME}")));
     assert!(domstate().starts_with("paused"), "{}", domstate());
     lab.sh(&as_user(&format!("machinectl --user resume {NAME}")));
@@ -306,12 +298,8 @@ fn user_control(lab: &Lab) {
             "<on_reboot>restart</on_reboot>",
         );
     lab.write_file(&format!("/home/{USER}/{BNAME}.xml"), xml.as_bytes(), "644");
-    lab.sh(&as_user(&format!(
-        "virsh -c qemu:///session -q define /home/{USER}/{BNAME}.xml"
-    )));
-    lab.sh(&as_user(&format!(
-        "virsh -c qemu:///session -q start {BNAME}"
-    )));
+    user_virsh(lab, &format!("-q define /home/{USER}/{BNAME}.xml"));
+    user_virsh(lab, &format!("-q start {BNAME}"));
     let boots = || {
         String::from_utf8_lossy(&lab.exec(&["cat", &serial]).stdout)
             .matches("BUTTONGUEST: waiting on")
@@ -319,13 +307,7 @@ fn user_control(lab: &Lab) {
     };
     lab.wait_for("the button guest up", LONG, || (boots() == 1).then_some(()));
     let bm = lab.wait_for("its machine", LONG, || user_machine(lab, BNAME));
-    let bstate = || {
-        lab.sh(&as_user(&format!(
-            "virsh -c qemu:///session domstate {BNAME} --reason"
-        )))
-        .trim()
-        .to_string()
-    };
+    let bstate = || user_domstate(lab, BNAME);
     lab.sh(&as_user(&format!("machinectl --user reboot {BNAME}")));
     lab.wait_for("a second boot", LONG, || (boots() == 2).then_some(()));
     let again = lab.wait_for("its machine after reboot", LONG, || {
@@ -466,9 +448,7 @@ fn user_space_vsock(lab: &Lab) {
     }
     .xml();
     lab.write_file(&format!("/home/{USER}/{VNAME}.xml"), xml.as_bytes(), "644");
-    lab.sh(&as_user(&format!(
-        "virsh -c qemu:///session -q define /home/{USER}/{VNAME}.xml"
-    )));
+    user_virsh(lab, &format!("-q define /home/{USER}/{VNAME}.xml"));
 
     let en = lab.exec(&[
         "sh",
@@ -483,9 +463,7 @@ fn user_space_vsock(lab: &Lab) {
         )),
         "enable must say what to run: {said}"
     );
-    let live = lab.sh(&as_user(&format!(
-        "virsh -c qemu:///session dumpxml --inactive {VNAME}"
-    )));
+    let live = user_virsh(lab, &format!("dumpxml --inactive {VNAME}"));
     assert!(
         live.contains(&format!("socket,id=vsdvsock,path={dir}/vhost.sock"))
             && live.contains("vhost-user-vsock-pci")
@@ -518,9 +496,7 @@ fn user_space_vsock(lab: &Lab) {
     lab.wait_for("the backend's vhost-user socket", LONG, || {
         exists(lab, &format!("{dir}/vhost.sock")).then_some(())
     });
-    lab.sh(&as_user(&format!(
-        "virsh -c qemu:///session -q start {VNAME}"
-    )));
+    user_virsh(lab, &format!("-q start {VNAME}"));
     let m = lab.wait_for("the vsock domain's machine", LONG, || {
         user_machine(lab, VNAME)
     });
@@ -621,9 +597,7 @@ fn user_space_vsock(lab: &Lab) {
         diag()
     );
 
-    lab.sh(&as_user(&format!(
-        "virsh -c qemu:///session -q destroy {VNAME}"
-    )));
+    user_virsh(lab, &format!("-q destroy {VNAME}"));
     lab.wait_for("the vsock machine to go", LONG, || {
         user_machine(lab, VNAME).is_none().then_some(())
     });
@@ -635,9 +609,7 @@ fn user_space_vsock(lab: &Lab) {
     lab.sh(&as_user(&format!(
         "{bin} -c qemu:///session disable {VNAME}"
     )));
-    let after = lab.sh(&as_user(&format!(
-        "virsh -c qemu:///session dumpxml --inactive {VNAME}"
-    )));
+    let after = user_virsh(lab, &format!("dumpxml --inactive {VNAME}"));
     assert!(
         !after.contains("vsdvsock")
             && !after.contains("memoryBacking")

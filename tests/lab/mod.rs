@@ -156,15 +156,8 @@ impl Lab {
             ));
             return None;
         }
-        if std::env::var("VIRT_SYSTEMD_LAB").as_deref() == Ok("skip") {
-            if in_ci() {
-                announce("lab: VIRT_SYSTEMD_LAB=skip is ignored in CI (CI=true)");
-            } else {
-                announce(&format!(
-                    "SKIPPED {what}: VIRT_SYSTEMD_LAB=skip (lab tests did NOT run)"
-                ));
-                return None;
-            }
+        if opted_out(&what) {
+            return None;
         }
         let one_lab = ONE_LAB.lock().unwrap_or_else(|e| e.into_inner());
         match Self::start(opts, one_lab) {
@@ -494,6 +487,22 @@ impl Drop for Lab {
             announce(&format!("lab {}: teardown problem: {e}", self.opts.suite));
         }
     }
+}
+
+/// `VIRT_SYSTEMD_LAB=skip` outside CI: the lab session `what` does not run (said on
+/// stderr). In CI the variable is ignored, and said so.
+pub(crate) fn opted_out(what: &str) -> bool {
+    if std::env::var("VIRT_SYSTEMD_LAB").as_deref() != Ok("skip") {
+        return false;
+    }
+    if in_ci() {
+        announce("lab: VIRT_SYSTEMD_LAB=skip is ignored in CI (CI=true)");
+        return false;
+    }
+    announce(&format!(
+        "SKIPPED {what}: VIRT_SYSTEMD_LAB=skip (lab tests did NOT run)"
+    ));
+    true
 }
 
 /// The lab needs root (nspawn, cgroups, flock on /run/lock).

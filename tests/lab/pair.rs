@@ -6,7 +6,7 @@
 //! `virsh migrate --live NAME` + [`Pair::uri`] of the destination + `--migrateuri`
 //! [`Pair::migrate_uri`] (libvirt's UNIX-socket transport through the pair's shared directory).
 
-use super::{announce, in_ci, selected_suites, target_dir, Lab, Options};
+use super::{announce, selected_suites, target_dir, Lab, Options};
 use std::fs;
 use std::io::{Read, Write};
 use std::path::PathBuf;
@@ -76,15 +76,8 @@ impl Pair {
             announce(&format!("SKIPPED {what}: suite not selected ({chosen})"));
             return None;
         }
-        if std::env::var("VIRT_SYSTEMD_LAB").as_deref() == Ok("skip") {
-            if in_ci() {
-                announce("lab: VIRT_SYSTEMD_LAB=skip is ignored in CI (CI=true)");
-            } else {
-                announce(&format!(
-                    "SKIPPED {what}: VIRT_SYSTEMD_LAB=skip (lab tests did NOT run)"
-                ));
-                return None;
-            }
+        if super::opted_out(&what) {
+            return None;
         }
         match Self::start(opts) {
             Ok(p) => Some(p),
